@@ -1,0 +1,1 @@
+"""The contract between training and serving: versioned models, their manifest and preprocessing."""

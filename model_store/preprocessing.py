@@ -1,0 +1,179 @@
+"""The one image preprocessing of the project: training's evaluation, the export parity check and
+the service all call these functions, so a model sees the same pixels wherever it runs.
+
+Pipeline (paper, section 2): decode (EXIF orientation applied, any mode to 8-bit RGB) -> rescale
+so the shorter side is ``resize`` -> centre-crop ``resize`` x ``resize`` -> float32 ``* scale``
+minus the training-set mean (a mean image or a per-channel mean: numpy broadcasting makes both
+the same operation) -> crops of ``crop`` x ``crop`` in NCHW.
+
+Only numpy and Pillow are used here: the service imports this module and must not need torch.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Literal
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+Tta = Literal["ten_crop", "center"]
+TTA_MODES: tuple[str, ...] = ("ten_crop", "center")
+DEFAULT_MAX_PIXELS = 40_000_000
+ImageSource = bytes | str | Path | BinaryIO | Image.Image
+
+
+class ImageError(ValueError):
+    """The input is not a usable image (the service answers 400)."""
+
+
+class ImageTooLargeError(ImageError):
+    """The image declares more pixels than allowed (decompression-bomb guard; the service answers 413)."""
+
+
+def _open(source: ImageSource) -> Image.Image:
+    if isinstance(source, Image.Image):
+        return source
+    if isinstance(source, bytes | bytearray):
+        if not source:
+            raise ImageError("empty image data")
+        source = io.BytesIO(source)
+    try:
+        return Image.open(source)
+    except UnidentifiedImageError as exc:
+        raise ImageError("not a recognised image format") from exc
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """Any Pillow mode to 8-bit RGB; transparency is composited on white, 16-bit is rescaled."""
+    if img.mode == "RGB":
+        return img
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        gray = np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(gray, "L").convert("RGB")
+    if img.mode == "F":
+        arr = np.asarray(img, dtype=np.float64)
+        gray = np.clip(arr * (255.0 if arr.max() <= 1.0 else 1.0) + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(gray, "L").convert("RGB")
+    if img.mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+def decode_image(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Decode to an upright 8-bit RGB image.
+
+    The pixel limit is checked on the declared size, before any pixel is decoded, so a small file
+    declaring a huge image is refused without allocating it. Animated images use their first frame.
+    """
+    img = _open(source)
+    width, height = img.size
+    if width <= 0 or height <= 0:
+        raise ImageError("image has no pixels")
+    if width * height > max_pixels:
+        raise ImageTooLargeError(f"image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img.load()
+            img = ImageOps.exif_transpose(img) or img
+            return _to_rgb(img)
+    except Image.DecompressionBombError as exc:  # Pillow's own guard, kept as a second line
+        raise ImageTooLargeError(str(exc)) from exc
+    except Image.DecompressionBombWarning as exc:
+        raise ImageTooLargeError(str(exc)) from exc
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageError(f"image data is truncated or corrupt ({exc})") from exc
+
+
+def resize_center_crop(img: Image.Image, size: int = 256) -> np.ndarray:
+    """Rescale so the shorter side is ``size`` and take the central ``size`` x ``size``: uint8 HWC."""
+    width, height = img.size
+    scale = size / min(width, height)
+    new_w, new_h = max(size, round(width * scale)), max(size, round(height * scale))
+    resized = img.resize((new_w, new_h), Image.Resampling.BILINEAR)
+    left, top = (new_w - size) // 2, (new_h - size) // 2
+    return np.asarray(resized.crop((left, top, left + size, top + size)), dtype=np.uint8)
+
+
+def crop_offsets(full: int, crop: int) -> list[tuple[int, int]]:
+    """(top, left) of the paper's five test patches: four corners, then the centre."""
+    far, mid = full - crop, (full - crop) // 2
+    return [(0, 0), (0, far), (far, 0), (far, far), (mid, mid)]
+
+
+def ten_crop(chw: np.ndarray, crop: int) -> np.ndarray:
+    """[3,H,W] -> [10,3,crop,crop]: top-left, top-right, bottom-left, bottom-right, centre, then the
+    same five mirrored horizontally (paper, section 4.1)."""
+    _, height, width = chw.shape
+    if height != width:
+        raise ValueError(f"ten_crop expects a square image, got {height}x{width}")
+    patches = np.stack([chw[:, t : t + crop, l : l + crop] for t, l in crop_offsets(height, crop)])
+    return np.ascontiguousarray(np.concatenate([patches, patches[..., ::-1]]))
+
+
+def center_crop(chw: np.ndarray, crop: int) -> np.ndarray:
+    """[3,H,W] -> [1,3,crop,crop], the central patch."""
+    _, height, width = chw.shape
+    top, left = (height - crop) // 2, (width - crop) // 2
+    return np.ascontiguousarray(chw[None, :, top : top + crop, left : left + crop])
+
+
+@dataclass(frozen=True)
+class Preprocessor:
+    """Turns images into the model's input crops. ``mean`` is HxWx3 (a mean image) or (3,)."""
+
+    mean: np.ndarray
+    resize: int = 256
+    crop: int = 224
+    scale: float = 1.0
+    max_pixels: int = DEFAULT_MAX_PIXELS
+
+    def __post_init__(self) -> None:
+        mean = np.asarray(self.mean, dtype=np.float32)
+        if mean.shape not in ((3,), (self.resize, self.resize, 3)):
+            raise ValueError(f"mean must have shape (3,) or ({self.resize}, {self.resize}, 3), got {mean.shape}")
+        if not 0 < self.crop <= self.resize:
+            raise ValueError(f"crop {self.crop} must be in (0, resize={self.resize}]")
+        object.__setattr__(self, "mean", mean)
+
+    def square(self, source: ImageSource) -> np.ndarray:
+        """Decoded, rescaled and centre-cropped: uint8 [resize, resize, 3]."""
+        return resize_center_crop(decode_image(source, self.max_pixels), self.resize)
+
+    def normalize(self, square: np.ndarray) -> np.ndarray:
+        """uint8 HWC -> float32 CHW, scaled and mean-subtracted."""
+        return np.ascontiguousarray((square.astype(np.float32) * self.scale - self.mean).transpose(2, 0, 1))
+
+    def crops_from_square(self, square: np.ndarray, tta: Tta) -> np.ndarray:
+        chw = self.normalize(square)
+        if tta == "ten_crop":
+            return ten_crop(chw, self.crop)
+        if tta == "center":
+            return center_crop(chw, self.crop)
+        raise ValueError(f"tta must be one of {TTA_MODES}, got {tta!r}")
+
+    def crops(self, source: ImageSource, tta: Tta = "ten_crop") -> np.ndarray:
+        """float32 [10 or 1, 3, crop, crop], ready for the ONNX ``images`` input."""
+        return self.crops_from_square(self.square(source), tta)
+
+
+def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
+    shifted = logits - logits.max(axis=axis, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=axis, keepdims=True)
+
+
+def average_crop_probabilities(logits: np.ndarray, crops_per_image: int) -> np.ndarray:
+    """[N*crops, C] logits -> [N, C]: the mean of the crops' softmax vectors (the paper's 10-crop test)."""
+    probs = softmax(logits.astype(np.float64))
+    return probs.reshape(-1, crops_per_image, probs.shape[-1]).mean(axis=1)

@@ -1,0 +1,90 @@
+"""Export a trained AlexNet to ONNX (input ``images``, outputs ``logits`` and ``features``, dynamic
+batch) and check ONNX Runtime against PyTorch on real images before anything is published."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from model_store.manifest import OnnxSignature
+from training.model import AlexNet
+
+log = logging.getLogger(__name__)
+OPSET = 17
+DEFAULT_RTOL = 1e-3  # relative to the largest magnitude of each output, fp32 on CPU is ~1e-6
+
+
+class ParityError(RuntimeError):
+    """ONNX Runtime's outputs differ from PyTorch's past the tolerance."""
+
+
+@dataclass(frozen=True)
+class ParityReport:
+    batch: int
+    max_abs_logits: float
+    max_abs_features: float
+    rel_logits: float
+    rel_features: float
+    top1_agreement: float
+
+    def as_dict(self) -> dict[str, float]:
+        return dict(self.__dict__)
+
+
+def export_onnx(model: AlexNet, path: Path, crop: int = 224) -> Path:
+    """Write the eval-mode model to ``path`` (one file, weights inside)."""
+    sig = OnnxSignature()
+    model = model.eval().to("cpu", memory_format=torch.contiguous_format).float()
+    dummy = torch.zeros(2, 3, crop, crop)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with torch.no_grad():
+        torch.onnx.export(
+            model,
+            (dummy,),
+            str(path),
+            dynamo=False,  # the TorchScript exporter needs no onnxscript and handles LRN directly
+            input_names=[sig.input],
+            output_names=[sig.logits, sig.features],
+            dynamic_axes={sig.input: {0: "batch"}, sig.logits: {0: "batch"}, sig.features: {0: "batch"}},
+            opset_version=OPSET,
+            do_constant_folding=True,
+        )
+    log.info("exported ONNX to %s (%.1f MB)", path, path.stat().st_size / 1e6)
+    return path
+
+
+def _relative(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a - b).max() / max(float(np.abs(b).max()), 1e-12))
+
+
+def check_parity(model: AlexNet, onnx_path: Path, images: np.ndarray, rtol: float = DEFAULT_RTOL) -> ParityReport:
+    """Run ``images`` (float32 [N,3,H,W], already preprocessed) through both and compare.
+
+    Raises ParityError when the max abs difference of either output, relative to that output's
+    largest magnitude, exceeds ``rtol``.
+    """
+    import onnxruntime as ort
+
+    sig = OnnxSignature()
+    model = model.eval().to("cpu", memory_format=torch.contiguous_format).float()
+    with torch.no_grad():
+        ref_logits, ref_features = (t.numpy() for t in model(torch.from_numpy(images)))
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    ort_logits, ort_features = session.run([sig.logits, sig.features], {sig.input: images})
+    report = ParityReport(
+        batch=len(images),
+        max_abs_logits=float(np.abs(ort_logits - ref_logits).max()),
+        max_abs_features=float(np.abs(ort_features - ref_features).max()),
+        rel_logits=_relative(ort_logits, ref_logits),
+        rel_features=_relative(ort_features, ref_features),
+        top1_agreement=float((ort_logits.argmax(1) == ref_logits.argmax(1)).mean()),
+    )
+    log.info("ONNX parity: %s", report)
+    if report.rel_logits > rtol or report.rel_features > rtol:
+        raise ParityError(f"ONNX Runtime differs from PyTorch past rtol={rtol}: {report}")
+    return report
