@@ -45,6 +45,12 @@ def _open(source: ImageSource) -> Image.Image:
         return Image.open(source)
     except UnidentifiedImageError as exc:
         raise ImageError("not a recognised image format") from exc
+    except Image.DecompressionBombError as exc:  # Pillow refuses > 2x MAX_IMAGE_PIXELS already in open()
+        raise ImageTooLargeError(str(exc)) from exc
+    except FileNotFoundError:
+        raise
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:  # e.g. a JPEG cut off inside its header
+        raise ImageError(f"image data is truncated or corrupt ({exc})") from exc
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:

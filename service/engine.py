@@ -1,0 +1,175 @@
+"""The model side of the service: an ONNX Runtime session, preprocessing off the event loop, the
+dynamic batcher in front of the session, and admission control (``max_queue`` images in flight).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+import onnxruntime as ort
+
+from model_store.gallery import make_thumbnail
+from model_store.manifest import Manifest
+from model_store.preprocessing import ImageError, Preprocessor, Tta, decode_image, resize_center_crop
+from model_store.store import ModelVersion, load_version
+from service.batching import BatcherClosed, DynamicBatcher
+from service.errors import NotReady, Overloaded
+from service.metrics import Metrics
+from service.settings import TEN_CROP, Settings
+from service.uploads import Upload
+
+log = logging.getLogger(__name__)
+CUDA = "CUDAExecutionProvider"
+CPU = "CPUExecutionProvider"
+
+
+class EngineError(RuntimeError):
+    """The model cannot be served as configured (raised at start-up)."""
+
+
+def choose_providers(preference: str, available: Sequence[str]) -> list[str]:
+    """ONNX Runtime providers in order of preference: CUDA first when allowed and present."""
+    if preference == "cpu":
+        return [CPU]
+    if CUDA in available:
+        return [CUDA, CPU]
+    if preference == "cuda":
+        raise EngineError(f"providers=cuda, but this ONNX Runtime offers only {list(available)}")
+    return [CPU]
+
+
+class OnnxModel:
+    """One ONNX Runtime session: crops [N,3,H,W] -> (logits [N,C], fc7 features [N,4096])."""
+
+    def __init__(self, version: ModelVersion, preference: str = "auto", intra_op_threads: int = 0):
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = intra_op_threads
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        providers = choose_providers(preference, ort.get_available_providers())
+        self.session = ort.InferenceSession(str(version.model_path), sess_options=options, providers=providers)
+        self.provider = self.session.get_providers()[0]
+        if preference == "cuda" and self.provider != CUDA:
+            raise EngineError(f"providers=cuda, but ONNX Runtime fell back to {self.provider}")
+        self.signature = version.manifest.onnx
+        self._outputs = [self.signature.logits, self.signature.features]
+
+    def run(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        logits, features = self.session.run(self._outputs, {self.signature.input: crops})
+        return logits, features
+
+
+@dataclass(frozen=True)
+class PreparedImage:
+    crops: np.ndarray  # float32 [10 or 1, 3, crop, crop]
+    width: int  # of the decoded, upright image
+    height: int
+    thumbnail: bytes | None
+
+
+@dataclass(frozen=True)
+class ImageOutputs:
+    logits: np.ndarray  # [crops, C]
+    features: np.ndarray  # [crops, 4096]
+
+
+class Engine:
+    def __init__(self, version: ModelVersion, model: OnnxModel, settings: Settings, metrics: Metrics):
+        self.version = version
+        self.model = model
+        self.preprocessor: Preprocessor = version.preprocessor(max_pixels=settings.max_pixels)
+        self.max_queue = settings.max_queue
+        self.retry_after_s = settings.retry_after_s
+        self.metrics = metrics
+        self.in_flight = 0
+        self.ready = False
+        self._decoders = ThreadPoolExecutor(max_workers=settings.decode_threads, thread_name_prefix="decode")
+        self.batcher = DynamicBatcher(
+            model.run, settings.batch_max_size, settings.batch_max_wait_ms / 1000, on_batch=metrics.observe_batch
+        )
+        metrics.queue_depth.set_function(lambda: self.batcher.queue_depth)
+        metrics.in_flight.set_function(lambda: self.in_flight)
+
+    @property
+    def manifest(self) -> Manifest:
+        return self.version.manifest
+
+    @property
+    def provider(self) -> str:
+        return self.model.provider
+
+    async def start(self) -> None:
+        """Start the batcher and run one ten-crop batch so the first request pays no warm-up."""
+        self.batcher.start()
+        crop = self.preprocessor.crop
+        await self.infer(np.zeros((TEN_CROP, 3, crop, crop), np.float32))
+        self.ready = True
+        log.info("model %s/%s ready on %s", self.manifest.name, self.manifest.version, self.provider)
+
+    async def close(self) -> None:
+        self.ready = False
+        await self.batcher.close()
+        self._decoders.shutdown(wait=False, cancel_futures=True)
+
+    @contextmanager
+    def admit(self, images: int) -> Iterator[None]:
+        """Hold ``images`` of the ``max_queue`` in-flight slots, or refuse with 503 at once."""
+        if not self.ready:
+            raise NotReady("the model is not loaded", {"Retry-After": str(self.retry_after_s)})
+        if self.in_flight + images > self.max_queue:
+            self.metrics.rejected.inc()
+            raise Overloaded(
+                f"{self.in_flight} images in flight, the limit is {self.max_queue}; retry later",
+                {"Retry-After": str(self.retry_after_s)},
+            )
+        self.in_flight += images
+        try:
+            yield
+        finally:
+            self.in_flight -= images
+
+    def _prepare(self, data: bytes, tta: Tta, thumbnail: bool) -> PreparedImage:
+        image = decode_image(data, self.preprocessor.max_pixels)
+        # Preprocessor.crops(data, tta), keeping the decoded image for its size and thumbnail
+        crops = self.preprocessor.crops_from_square(resize_center_crop(image, self.preprocessor.resize), tta)
+        return PreparedImage(crops, image.width, image.height, make_thumbnail(image) if thumbnail else None)
+
+    async def prepare(self, data: bytes, tta: Tta, thumbnail: bool = False) -> PreparedImage:
+        """Decode and crop on the decode threads (raises ImageError for bad bytes)."""
+        return await asyncio.get_running_loop().run_in_executor(self._decoders, self._prepare, data, tta, thumbnail)
+
+    async def prepare_uploads(
+        self, uploads: Sequence[Upload], tta: Tta, thumbnail: bool = False
+    ) -> list[PreparedImage]:
+        """All uploads prepared concurrently; the first bad one is reported by its file name (after
+        all have finished, so admission is not released while decoding goes on)."""
+        results = await asyncio.gather(*(self.prepare(u.data, tta, thumbnail) for u in uploads), return_exceptions=True)
+        for upload, result in zip(uploads, results, strict=True):
+            if isinstance(result, ImageError):
+                raise type(result)(f"{upload.filename}: {result}") from result
+            if isinstance(result, BaseException):
+                raise result
+        return results
+
+    async def infer_all(self, prepared: Sequence[PreparedImage]) -> list[ImageOutputs]:
+        return list(await asyncio.gather(*(self.infer(p.crops) for p in prepared)))
+
+    async def infer(self, crops: np.ndarray) -> ImageOutputs:
+        try:
+            logits, features = await self.batcher.submit(crops)
+        except BatcherClosed as exc:
+            raise NotReady(str(exc), {"Retry-After": str(self.retry_after_s)}) from exc
+        return ImageOutputs(logits, features)
+
+
+def load_engine(settings: Settings, metrics: Metrics) -> Engine:
+    """Load the configured version (checksums verified) and open its ONNX Runtime session."""
+    version = load_version(settings.store_root, settings.model_name, settings.model_version)
+    model = OnnxModel(version, settings.providers, settings.intra_op_threads)
+    log.info("loaded %s from %s (provider %s)", version.manifest.version, version.path, model.provider)
+    return Engine(version, model, settings, metrics)

@@ -1,0 +1,139 @@
+"""The one place where failures become HTTP answers: ``{"error": {"code": ..., "message": ...}}``.
+
+Domain errors (``ServiceError`` subclasses, the preprocessing's ``ImageError``, the gallery's
+``UnknownItemError``), FastAPI's validation errors and Starlette's HTTP errors all get this shape;
+anything unexpected is logged with its traceback and answered with a bare 500.
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from model_store.gallery import UnknownItemError
+from model_store.preprocessing import ImageError, ImageTooLargeError
+
+log = logging.getLogger(__name__)
+
+
+class ServiceError(Exception):
+    status: int = 500
+    code: str = "internal_error"
+
+    def __init__(self, message: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.message = message
+        self.headers = headers or {}
+
+
+class BadImage(ServiceError):
+    status, code = 400, "bad_image"
+
+
+class PayloadTooLarge(ServiceError):
+    status, code = 413, "payload_too_large"
+
+
+class UnsupportedMediaType(ServiceError):
+    status, code = 415, "unsupported_media_type"
+
+
+class InvalidParameter(ServiceError):
+    status, code = 422, "invalid_parameter"
+
+
+class NotFound(ServiceError):
+    status, code = 404, "not_found"
+
+
+class MissingApiKey(ServiceError):
+    status, code = 401, "missing_api_key"
+
+
+class Forbidden(ServiceError):
+    status, code = 403, "forbidden"
+
+
+class NotReady(ServiceError):
+    status, code = 503, "not_ready"
+
+
+class Overloaded(ServiceError):
+    status, code = 503, "overloaded"
+
+
+class BodyTooLarge(StarletteHTTPException):
+    """Raised while the body is read (see ``limits.BodyLimitMiddleware``); an HTTPException so
+    FastAPI's form parsing passes it on instead of turning it into a generic 400."""
+
+    def __init__(self, limit: int):
+        super().__init__(413, f"the request body exceeds the limit of {limit} bytes")
+
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_parameter",
+    503: "not_ready",
+}
+
+
+def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path", "header"))
+        parts.append(f"{where or 'request'}: {err.get('msg', 'invalid')}")
+    return "; ".join(parts) or "invalid request"
+
+
+async def _service_error(_: Request, exc: ServiceError) -> JSONResponse:
+    return error_response(exc.status, exc.code, exc.message, exc.headers)
+
+
+async def _image_error(_: Request, exc: ImageError) -> JSONResponse:
+    if isinstance(exc, ImageTooLargeError):
+        return error_response(413, "image_too_large", str(exc))
+    return error_response(400, "bad_image", str(exc))
+
+
+async def _unknown_item(_: Request, exc: UnknownItemError) -> JSONResponse:
+    return error_response(404, "not_found", str(exc))
+
+
+async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+    return error_response(422, "invalid_parameter", _validation_message(exc))
+
+
+async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    code = _HTTP_CODES.get(exc.status_code, HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_"))
+    message = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
+    return error_response(exc.status_code, code, message, dict(exc.headers or {}))
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    # Starlette re-raises it after this answer, so the server logs the traceback
+    log.error("unhandled %s on %s %s", type(exc).__name__, request.method, request.url.path)
+    return error_response(500, "internal_error", "internal server error")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ServiceError, _service_error)
+    app.add_exception_handler(ImageError, _image_error)
+    app.add_exception_handler(UnknownItemError, _unknown_item)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

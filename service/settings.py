@@ -1,0 +1,108 @@
+"""All of the service's configuration, read from ``ALEXNET_*`` environment variables (or passed to
+``create_app``). Bad values fail at start-up, not on the first request."""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+MIB = 1024 * 1024
+MIN_API_KEY_LENGTH = 16
+TEN_CROP = 10
+_VERSION_RE = re.compile(r"^(latest|v\d+)$")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # as model_store.store accepts
+_ORIGIN_RE = re.compile(r"^(\*|https?://[^/\s]+)$")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ALEXNET_", extra="ignore", frozen=True, protected_namespaces=())
+
+    # server
+    host: str = Field("127.0.0.1", description="address uvicorn binds (python -m service)")
+    port: int = Field(8000, ge=1, le=65535)
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+    access_log: bool = True
+
+    # model
+    store_root: Path = Field(Path("store"), description="model store folder, relative to the working directory")
+    model_name: str = "alexnet-caltech101"
+    model_version: str = Field("latest", description="vN, or latest for the highest published version")
+    providers: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="auto: CUDA when ONNX Runtime offers it, else CPU; cuda: fail at start-up without it"
+    )
+    intra_op_threads: int = Field(0, ge=0, description="ONNX Runtime threads per run; 0 lets it choose")
+    decode_threads: int = Field(4, ge=1, description="threads decoding and preprocessing uploads")
+
+    # limits
+    max_upload_bytes: int = Field(8 * MIB, ge=1, description="largest accepted image file")
+    max_request_bytes: int = Field(32 * MIB, ge=1, description="largest request body, all files and fields together")
+    max_pixels: int = Field(40_000_000, ge=1, description="largest declared width x height, checked before decoding")
+    max_files_per_request: int = Field(16, ge=1)
+    max_top_k: int = Field(20, ge=1, description="largest top_k of /classify")
+    max_k: int = Field(50, ge=1, description="largest k of /similar")
+
+    # batching and back-pressure
+    batch_max_size: int = Field(64, ge=TEN_CROP, description="most crops per ONNX Runtime run (>= 10, one ten-crop)")
+    batch_max_wait_ms: float = Field(5.0, ge=0, le=1000, description="how long a batch waits for more requests")
+    max_queue: int = Field(64, ge=1, description="most images in flight (decoding, queued or running); beyond: 503")
+    retry_after_s: int = Field(1, ge=1, description="Retry-After of 503 answers")
+
+    # access
+    api_key: SecretStr | None = Field(None, description="X-API-Key for POST/DELETE /index; unset: they are refused")
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="comma-separated origins allowed by CORS (empty: CORS off)"
+    )
+
+    @field_validator("model_name")
+    @classmethod
+    def _model_name(cls, value: str) -> str:
+        if not _NAME_RE.match(value):
+            raise ValueError("use letters, digits, '.', '_' or '-' (at most 64)")
+        return value
+
+    @field_validator("model_version")
+    @classmethod
+    def _model_version(cls, value: str) -> str:
+        if not _VERSION_RE.match(value):
+            raise ValueError("must be 'latest' or vN")
+        return value
+
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _api_key(cls, value: object) -> object:
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if value is None or value == "":
+            return None
+        if not isinstance(value, str) or len(value) < MIN_API_KEY_LENGTH:
+            raise ValueError(f"must be at least {MIN_API_KEY_LENGTH} characters")
+        return value
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _cors_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        for origin in value if isinstance(value, list) else []:
+            if not isinstance(origin, str) or not _ORIGIN_RE.match(origin):
+                raise ValueError(f"{origin!r} is not '*' or an http(s)://host[:port] origin")
+        return value
+
+    @model_validator(mode="after")
+    def _limits_agree(self) -> Settings:
+        if self.max_request_bytes < self.max_upload_bytes:
+            raise ValueError("max_request_bytes must be >= max_upload_bytes")
+        if self.max_queue < self.max_files_per_request:
+            raise ValueError("max_queue must be >= max_files_per_request, or a full request could never be admitted")
+        return self
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The settings from the environment, read once."""
+    return Settings()

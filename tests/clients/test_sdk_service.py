@@ -1,0 +1,220 @@
+"""The SDK and the CLI end to end against the real service (a small published model served on
+loopback by the ``live_server_url`` fixture of tests/conftest.py, API key in ``api_key``).
+
+Skipped while tests/conftest.py does not define those fixtures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from alexnet_client import (
+    AsyncClient,
+    AuthenticationError,
+    BadRequestError,
+    Client,
+    NotFoundError,
+    PermissionDeniedError,
+    UnprocessableEntityError,
+    UnsupportedMediaTypeError,
+)
+from alexnet_client.cli import main as cli_main
+from alexnet_client.types import Classification, ModelInfo
+from PIL import Image
+
+
+def _fixture_or_skip(request: pytest.FixtureRequest, name: str) -> str:
+    try:
+        return request.getfixturevalue(name)
+    except pytest.FixtureLookupError:
+        pytest.skip(f"tests/conftest.py does not provide the {name!r} fixture yet")
+
+
+@pytest.fixture
+def live_url(request: pytest.FixtureRequest) -> str:
+    return _fixture_or_skip(request, "live_server_url")
+
+
+@pytest.fixture
+def live_key(request: pytest.FixtureRequest) -> str:
+    return _fixture_or_skip(request, "api_key")
+
+
+@pytest.fixture
+def client(live_url: str, live_key: str) -> Iterator[Client]:
+    with Client(live_url, api_key=live_key, max_retries=2) as client:
+        yield client
+
+
+@pytest.fixture
+def info(client: Client) -> ModelInfo:
+    return client.model_info()
+
+
+def picture(width: int, height: int, seed: int) -> Image.Image:
+    """A textured RGB image (gradients and stripes), different for each seed."""
+    image = Image.linear_gradient("L").resize((width, height)).convert("RGB")
+    stripes = Image.new("RGB", (width, height), ((seed * 70) % 256, (seed * 130) % 256, (seed * 40) % 256))
+    for x in range(0, width, 8 + seed):
+        stripes.paste((255 - seed * 20, 40, 90), (x, 0, x + 3, height))
+    return Image.blend(image, stripes, 0.5)
+
+
+def encoded(image: Image.Image, fmt: str = "JPEG") -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt)
+    return buffer.getvalue()
+
+
+def check_classification(result: Classification, info: ModelInfo, top_k: int) -> None:
+    assert len(result.predictions) == top_k
+    probabilities = [p.probability for p in result.predictions]
+    assert probabilities == sorted(probabilities, reverse=True)
+    assert all(0.0 <= p <= 1.0 for p in probabilities) and sum(probabilities) <= 1.0 + 1e-5
+    assert all(info.labels[p.index] == p.label for p in result.predictions)
+
+
+def test_health_ready_and_model_info(client: Client, info: ModelInfo) -> None:
+    assert client.health().status == "ok"
+    readiness = client.ready()
+    assert readiness.ready and readiness.status == "ready"
+    assert info.name and info.version and info.num_classes >= 2
+    assert info.feature_dim > 0 and info.provider and info.gallery_size >= 0
+
+
+def test_classify_every_input_kind(client: Client, info: ModelInfo, tmp_path: Path) -> None:
+    path = tmp_path / "from_path.jpg"
+    path.write_bytes(encoded(picture(320, 240, 1)))
+    pil = picture(200, 300, 3)
+
+    with open(path, "rb") as file:
+        response = client.classify([path, encoded(picture(64, 48, 2), "PNG"), file, pil], top_k=3)
+
+    assert response.model.name == info.name and response.model.version == info.version
+    assert response.tta == "ten_crop" and response.elapsed_ms > 0
+    assert [(r.filename, r.width, r.height) for r in response.results] == [
+        ("from_path.jpg", 320, 240),
+        ("image-1.png", 64, 48),
+        ("from_path.jpg", 320, 240),
+        ("image-3.png", 200, 300),
+    ]
+    for result in response.results:
+        check_classification(result, info, 3)
+    assert response.results[0].predictions == response.results[2].predictions  # same bytes, same answer
+
+    center = client.classify(path, top_k=1, tta="center")
+    assert center.tta == "center" and len(center.results[0].predictions) == 1
+
+
+def test_classify_many_keeps_order(live_url: str, info: ModelInfo) -> None:
+    images = [encoded(picture(80 + 8 * i, 60, i)) for i in range(5)]
+    with Client(live_url) as client:
+        one_by_one = [client.classify(image, top_k=2).results[0] for image in images]
+        many = client.classify_many(images, concurrency=3, batch_size=2, top_k=2)
+    assert [(r.width, r.predictions[0].label) for r in many] == [(r.width, r.predictions[0].label) for r in one_by_one]
+    for got, expected in zip(many, one_by_one, strict=True):
+        assert got.predictions[0].probability == pytest.approx(expected.predictions[0].probability, rel=1e-4, abs=1e-6)
+
+
+def test_gallery_add_similar_thumbnail_remove(client: Client) -> None:
+    before = client.model_info().gallery_size
+    added = client.add_to_index([encoded(picture(96, 96, 4)), encoded(picture(96, 96, 5))], ["sdk-a", "sdk-b"])
+    ids = [item.id for item in added.added]
+    try:
+        assert [item.label for item in added.added] == ["sdk-a", "sdk-b"] and len(set(ids)) == 2
+        assert client.model_info().gallery_size == before + 2
+
+        by_image = client.similar(encoded(picture(96, 96, 4)), k=3)
+        assert by_image.query.id is None and by_image.feature == "center"
+        assert 1 <= len(by_image.neighbors) <= 3
+        distances = [n.distance for n in by_image.neighbors]
+        assert distances == sorted(distances)
+        assert by_image.neighbors[0].id == ids[0] and by_image.neighbors[0].distance == pytest.approx(0, abs=1e-2)
+
+        by_id = client.similar(id=ids[0], k=2)
+        assert by_id.query.id == ids[0] and by_id.query.label == "sdk-a"
+        assert ids[0] not in [n.id for n in by_id.neighbors] and len(by_id.neighbors) <= 2
+
+        thumbnail = client.thumbnail(ids[1])
+        assert thumbnail[:3] == b"\xff\xd8\xff"
+        assert Image.open(io.BytesIO(thumbnail)).format == "JPEG"
+    finally:
+        removed = [client.remove_from_index(item_id).deleted for item_id in ids]
+    assert removed == ids
+    with pytest.raises(NotFoundError):
+        client.remove_from_index(ids[0])
+    with pytest.raises(NotFoundError):
+        client.thumbnail(ids[0])
+    with pytest.raises(NotFoundError):
+        client.similar(id=ids[0])
+
+
+def test_errors_carry_the_servers_code_and_message(live_url: str, client: Client, tmp_path: Path) -> None:
+    with pytest.raises(BadRequestError) as corrupt:
+        client.classify(b"\xff\xd8\xff\xe0 this is not a JPEG")
+    assert corrupt.value.status_code == 400 and corrupt.value.code and corrupt.value.message
+
+    with pytest.raises(UnprocessableEntityError) as bad_k:
+        client.similar(encoded(picture(64, 64, 1)), k=0)
+    assert bad_k.value.code and "k" in bad_k.value.message
+    with pytest.raises(UnprocessableEntityError):
+        client.classify(encoded(picture(64, 64, 1)), top_k=0)
+
+    text = tmp_path / "notes.txt"
+    text.write_text("not an image")
+    with pytest.raises(UnsupportedMediaTypeError):
+        client.classify(text)
+
+    image = encoded(picture(64, 64, 1))
+    with Client(live_url) as anonymous, pytest.raises(AuthenticationError):
+        anonymous.add_to_index(image, "x")
+    with Client(live_url, api_key="wrong-key-0123456789") as wrong, pytest.raises(PermissionDeniedError):
+        wrong.add_to_index(image, "x")
+
+
+def test_async_client(live_url: str, live_key: str, info: ModelInfo) -> None:
+    images = [encoded(picture(72, 72, i)) for i in range(4)]
+
+    async def run() -> None:
+        async with AsyncClient(live_url, api_key=live_key) as client:
+            assert (await client.health()).status == "ok"
+            assert (await client.ready()).ready
+            assert (await client.model_info()).labels == info.labels
+            response = await client.classify(images[0], top_k=2, tta="center")
+            check_classification(response.results[0], info, 2)
+            many = await client.classify_many(images, concurrency=2)
+            assert [r.width for r in many] == [72] * 4
+            added = await client.add_to_index(images[1], "async-sdk")
+            item_id = added.added[0].id
+            try:
+                similar = await client.similar(id=item_id, k=1)
+                assert similar.query.label == "async-sdk"
+                assert (await client.thumbnail(item_id))[:3] == b"\xff\xd8\xff"
+            finally:
+                assert (await client.remove_from_index(item_id)).deleted == item_id
+            with pytest.raises(NotFoundError):
+                await client.remove_from_index(item_id)
+
+    asyncio.run(run())
+
+
+def test_cli(live_url: str, capsys: pytest.CaptureFixture[str], tmp_path: Path, info: ModelInfo) -> None:
+    path = tmp_path / "cli.jpg"
+    path.write_bytes(encoded(picture(120, 90, 6)))
+
+    assert cli_main(["--url", live_url, "classify", str(path), "--top-k", "2", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["results"][0]["filename"] == "cli.jpg" and len(data["results"][0]["predictions"]) == 2
+
+    assert cli_main(["--url", live_url, "info"]) == 0
+    assert info.name in capsys.readouterr().out
+    assert cli_main(["--url", live_url, "health"]) == 0
+    capsys.readouterr()
+
+    assert cli_main(["--url", live_url, "similar", str(path), "--k", "0"]) == 1
+    assert "(HTTP 422" in capsys.readouterr().err

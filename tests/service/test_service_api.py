@@ -1,0 +1,116 @@
+"""Every endpoint of the real service (uvicorn on loopback, ONNX Runtime, FAISS) over HTTP."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import io
+import re
+
+import httpx
+from PIL import Image
+
+from model_store.manifest import Manifest
+
+
+def test_health_ready_models_and_docs(client: httpx.Client, live_service) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz").json()
+    assert ready["status"] == "ready" and ready["provider"] == "CPUExecutionProvider"
+    (info,) = client.get("/v1/models").json()["models"]
+    assert info["name"] == live_service.model.name and info["version"] == "v1"
+    assert info["provider"] == "CPUExecutionProvider" and info["gallery_size"] >= 1
+    manifest = Manifest.model_validate(info["manifest"])
+    assert manifest.labels == list(live_service.model.classes) and "model.onnx" in manifest.files
+    assert client.get("/docs").status_code == 200
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/classify", "/similar", "/index", "/index/{item_id}", "/gallery/{item_id}/thumbnail"} <= set(paths)
+    assert "ErrorResponse" in str(paths["/classify"]["post"]["responses"]["413"])
+
+
+def test_classify_several_files_ten_crop(client: httpx.Client, face_jpeg: bytes, watch_jpeg: bytes) -> None:
+    files = [("files", ("face.jpg", face_jpeg, "image/jpeg")), ("files", ("watch.jpg", watch_jpeg, "image/jpeg"))]
+    body = client.post("/classify", files=files).json()
+    assert body["model"] == {"name": "alexnet-tiny", "version": "v1"} and body["tta"] == "ten_crop"
+    face, watch = body["results"]
+    assert (face["filename"], face["width"], face["height"]) == ("face.jpg", 538, 355)
+    assert (watch["filename"], watch["width"], watch["height"]) == ("watch.jpg", 300, 242)
+    probabilities = [p["probability"] for p in face["predictions"]]
+    assert len(probabilities) == 5 and probabilities == sorted(probabilities, reverse=True)
+    assert abs(sum(probabilities) - 1) < 1e-6  # top 5 of 5 classes
+    assert {p["label"] for p in face["predictions"]} == {"Faces", "Leopards", "Motorbikes", "airplanes", "watch"}
+    assert face["predictions"] != watch["predictions"] and body["elapsed_ms"] > 0
+
+
+def test_classify_top_k_and_tta_as_form_or_query(client: httpx.Client, face_jpeg: bytes) -> None:
+    files = {"files": ("face.jpg", face_jpeg, "image/jpeg")}
+    by_form = client.post("/classify", files=files, data={"top_k": "2", "tta": "center"}).json()
+    by_query = client.post("/classify", files=files, params={"top_k": 2, "tta": "center"}).json()
+    assert by_form["tta"] == by_query["tta"] == "center"
+    assert len(by_form["results"][0]["predictions"]) == 2
+    assert by_form["results"][0]["predictions"] == by_query["results"][0]["predictions"]
+    ten = client.post("/classify", files=files, data={"top_k": "2"}).json()
+    assert ten["results"][0]["predictions"] != by_form["results"][0]["predictions"]
+
+
+def test_similar_by_file(client: httpx.Client, live_service, face_jpeg: bytes) -> None:
+    body = client.post("/similar", files={"file": ("q.jpg", face_jpeg, "image/jpeg")}, data={"k": "3"}).json()
+    assert body["feature"] == "center" and body["query"]["id"] is None and body["query"]["filename"] == "q.jpg"
+    assert body["query"]["label"] is None and len(body["query"]["predictions"]) == 5
+    distances = [n["distance"] for n in body["neighbors"]]
+    assert len(distances) == 3 and distances == sorted(distances) and distances[0] > 0
+    for neighbor in body["neighbors"]:
+        assert neighbor["thumbnail_url"] == f"/gallery/{neighbor['id']}/thumbnail"
+        assert neighbor["label"] in live_service.model.classes
+    ten = client.post("/similar", files={"file": ("q.jpg", face_jpeg, "image/jpeg")}, params={"feature": "ten_crop"})
+    assert ten.json()["feature"] == "ten_crop" and len(ten.json()["neighbors"]) == 6
+
+
+def test_similar_to_a_gallery_image_finds_it_at_distance_zero(client: httpx.Client, live_service) -> None:
+    model = live_service.model
+    source = "images/Leopards/image_0023.jpg"  # in the gallery (train30, among the first 4 Leopards)
+    body = client.post("/similar", files={"file": ("l.jpg", (model.data_root / source).read_bytes())}).json()
+    nearest = body["neighbors"][0]
+    assert nearest["source"] == source and nearest["label"] == "Leopards" and nearest["distance"] < 1e-2
+
+
+def test_similar_by_id_excludes_the_item(client: httpx.Client) -> None:
+    neighbors = client.post("/similar", data={"id": "1", "k": "10"}).json()
+    assert neighbors["query"] == {"id": 1, "filename": None, "label": "Faces", "predictions": None}
+    ids = [n["id"] for n in neighbors["neighbors"]]
+    assert 1 not in ids and len(ids) == 10
+    by_query = client.post("/similar", params={"id": 1, "k": 10}, data={}).json()
+    assert [n["id"] for n in by_query["neighbors"]] == ids
+
+
+def test_thumbnail(client: httpx.Client) -> None:
+    response = client.get("/gallery/0/thumbnail")
+    assert response.status_code == 200 and response.headers["content-type"] == "image/jpeg"
+    with Image.open(io.BytesIO(response.content)) as thumb:
+        assert max(thumb.size) == 96
+
+
+def test_concurrent_requests_are_batched_and_metrics_report_it(
+    client: httpx.Client, live_service, face_jpeg: bytes, watch_jpeg: bytes
+) -> None:
+    def classify(jpeg: bytes) -> int:
+        with httpx.Client(base_url=live_service.url, timeout=60) as http:
+            return http.post("/classify", files={"files": ("x.jpg", jpeg)}, data={"tta": "ten_crop"}).status_code
+
+    before = metric(client, "alexnet_inference_batch_images_count")
+    before_sum = metric(client, "alexnet_inference_batch_images_sum")
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        assert list(pool.map(classify, [face_jpeg, watch_jpeg] * 3)) == [200] * 6
+    runs = metric(client, "alexnet_inference_batch_images_count") - before
+    images = metric(client, "alexnet_inference_batch_images_sum") - before_sum
+    assert images == 6 and runs < 6, f"{images} images in {runs} runs: no batching"
+    text = client.get("/metrics").text
+    assert 'alexnet_http_requests_total{method="POST",route="/classify",status="200"}' in text
+    assert 'alexnet_http_request_duration_seconds_bucket{le="+Inf",method="POST",route="/classify"}' in text
+    assert "alexnet_batch_queue_depth 0.0" in text and "alexnet_images_in_flight 0.0" in text
+    assert re.search(r"alexnet_gallery_items \d+\.0", text)
+
+
+def metric(client: httpx.Client, name: str) -> float:
+    match = re.search(rf"^{name} (\S+)$", client.get("/metrics").text, re.MULTILINE)
+    assert match, name
+    return float(match.group(1))

@@ -1,0 +1,90 @@
+"""service/settings.py: environment parsing and the validators that stop a bad start-up."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from service.deps import require_api_key
+from service.errors import Forbidden, MissingApiKey
+from service.settings import Settings
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+KEY = "k" * 16
+
+
+def test_reads_alexnet_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ALEXNET_STORE_ROOT", "/srv/store")
+    monkeypatch.setenv("ALEXNET_MODEL_VERSION", "v3")
+    monkeypatch.setenv("ALEXNET_MAX_TOP_K", "7")
+    monkeypatch.setenv("ALEXNET_PROVIDERS", "cpu")
+    monkeypatch.setenv("ALEXNET_API_KEY", KEY)
+    monkeypatch.setenv("ALEXNET_CORS_ORIGINS", "https://a.example, http://localhost:3000")
+    settings = Settings()
+    assert settings.store_root == Path("/srv/store") and settings.model_version == "v3"
+    assert settings.max_top_k == 7 and settings.providers == "cpu"
+    assert settings.api_key is not None and settings.api_key.get_secret_value() == KEY
+    assert KEY not in repr(settings)
+    assert settings.cors_origins == ["https://a.example", "http://localhost:3000"]
+
+
+def test_defaults() -> None:
+    settings = Settings(_env_file=None)
+    assert settings.store_root == Path("store") and settings.model_name == "alexnet-caltech101"
+    assert settings.model_version == "latest" and settings.providers == "auto"
+    assert settings.api_key is None and settings.cors_origins == []
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("batch_max_size", 9, "greater than or equal to 10"),
+        ("max_queue", 2, "max_queue must be >= max_files_per_request"),
+        ("max_request_bytes", 10, "max_request_bytes must be >= max_upload_bytes"),
+        ("api_key", "short", "at least 16"),
+        ("model_version", "newest", "latest"),
+        ("model_name", "../etc", "letters"),
+        ("providers", "tpu", "auto"),
+        ("cors_origins", "example.com", "origin"),
+        ("batch_max_wait_ms", -1, "greater than or equal to 0"),
+        ("max_k", 0, "greater than or equal to 1"),
+    ],
+)
+def test_bad_values_fail_at_start_up(field: str, value: object, message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        Settings(**{field: value})
+
+
+def test_empty_api_key_means_none() -> None:
+    assert Settings(api_key="").api_key is None
+
+
+def test_api_key_check() -> None:
+    with pytest.raises(Forbidden, match="no api_key"):
+        require_api_key(Settings(), KEY)
+    keyed = Settings(api_key=KEY)
+    with pytest.raises(MissingApiKey):
+        require_api_key(keyed, None)
+    with pytest.raises(Forbidden, match="not valid"):
+        require_api_key(keyed, KEY + "x")
+    require_api_key(keyed, KEY)
+
+
+def test_python_m_service_exits_with_a_message_on_bad_settings() -> None:
+    env = {"PATH": "/usr/bin:/bin", "ALEXNET_MAX_QUEUE": "0"}
+    result = subprocess.run(
+        [sys.executable, "-m", "service"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2
+    assert "max_queue" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_service_package_does_not_import_torch() -> None:
+    code = "import sys, service.__main__, service.app; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, check=True, timeout=60)
+    sources = [p for p in (REPO_ROOT / "service").rglob("*.py") if "torch" in p.read_text()]
+    assert not sources, sources
