@@ -23,6 +23,7 @@ a gallery at a time.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import logging
@@ -110,11 +111,16 @@ def search_index(index: faiss.Index, queries: np.ndarray, k: int) -> tuple[np.nd
     return index.search(as_vectors(queries, index.d), k)
 
 
+@functools.cache
+def _gpu_resources() -> faiss.StandardGpuResources:
+    return faiss.StandardGpuResources()  # one per process: each reserves GPU scratch memory
+
+
 def to_search_device(index: faiss.Index) -> faiss.Index:
-    """A GPU copy of ``index`` when FAISS sees a GPU, else ``index`` itself (the CPU copy is kept
-    for persistence either way)."""
-    if faiss.get_num_gpus() > 0 and hasattr(faiss, "index_cpu_to_gpu"):
-        return faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, index)
+    """A GPU copy of ``index`` when FAISS sees a GPU (a faiss-gpu build), else ``index`` itself;
+    the CPU copy is kept for persistence and reconstruction either way."""
+    if faiss.get_num_gpus() > 0:
+        return faiss.index_cpu_to_gpu(_gpu_resources(), 0, index)
     return index
 
 

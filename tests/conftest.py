@@ -27,11 +27,12 @@ import numpy as np
 import pytest
 
 from model_store.manifest import MEAN_FILE, MODEL_FILE, Manifest, PreprocessingSpec
-from model_store.preprocessing import decode_image, resize_center_crop
-from model_store.store import load_version, publish_version
+from model_store.preprocessing import Preprocessor, decode_image, resize_center_crop
+from model_store.store import publish_version
+from training.index import build_gallery_index, gallery_images
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-CALTECH_ROOT = Path(os.environ.get("ALEXNET_TEST_DATA_ROOT", "/work/shared/datasets/caltech101"))
+from image_helpers import CALTECH_ROOT  # noqa: E402 - tests/ is on sys.path under pytest
 TINY_MODEL_NAME = "alexnet-tiny"
 TINY_CLASSES = ("Faces", "Leopards", "Motorbikes", "airplanes", "watch")
 GALLERY_PER_CLASS = 4
@@ -40,12 +41,7 @@ TEST_API_KEY = "test-api-key-0123456789"
 
 def split_images(data_root: Path, split: str, classes: Sequence[str], per_class: int) -> list[Path]:
     """The first ``per_class`` images of each of ``classes`` in ``splits/<split>.txt``."""
-    lines = (Path(data_root) / "splits" / f"{split}.txt").read_text().split()
-    return [
-        Path(data_root) / "images" / line
-        for cls in classes
-        for line in [x for x in lines if x.split("/", 1)[0] == cls][:per_class]
-    ]
+    return [path for _, path in gallery_images(data_root, split, classes, per_class)]
 
 
 def channel_mean(paths: Sequence[Path], resize: int = 256) -> np.ndarray:
@@ -80,8 +76,11 @@ def publish_tiny_model(
         if isinstance(layer, torch.nn.Conv2d | torch.nn.Linear):
             layer.reset_parameters()
     mean = channel_mean(split_images(data_root, "train30", classes, images_per_class))
+    probe = Preprocessor(mean=mean)
+    crops = np.concatenate([probe.crops(p, "center") for p in split_images(data_root, "test30", classes[:2], 1)])
     with tempfile.TemporaryDirectory() as tmp:
         onnx_path = export_onnx(model, Path(tmp) / MODEL_FILE)
+        check_parity(model, onnx_path, crops)  # as the real pipeline does before publishing
         mean_path = Path(tmp) / MEAN_FILE
         np.save(mean_path, mean)
         manifest = Manifest(
@@ -91,11 +90,7 @@ def publish_tiny_model(
             preprocessing=PreprocessingSpec(mean_kind="channel"),
             recipe={"training": "none (test fixture: untrained weights)", "seed": seed},
         )
-        version_dir = publish_version(store_root, manifest, {MODEL_FILE: onnx_path, MEAN_FILE: mean_path})
-    probe = load_version(store_root, name).preprocessor()
-    crops = np.concatenate([probe.crops(p, "center") for p in split_images(data_root, "test30", classes[:2], 1)])
-    check_parity(model, version_dir / MODEL_FILE, crops)
-    return version_dir
+        return publish_version(store_root, manifest, {MODEL_FILE: onnx_path, MEAN_FILE: mean_path})
 
 
 def clone_store(source: Path, target: Path) -> Path:
@@ -118,15 +113,13 @@ class TinyModel:
 @pytest.fixture(scope="session")
 def caltech_root() -> Path:
     if not (CALTECH_ROOT / "splits" / "train30.txt").is_file():
-        pytest.skip(f"Caltech-101 is not at {CALTECH_ROOT} (set ALEXNET_TEST_DATA_ROOT)")
+        pytest.skip(f"Caltech-101 is not at {CALTECH_ROOT} (set ALEXNET_DATA)")
     return CALTECH_ROOT
 
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory, caltech_root: Path) -> TinyModel:
     """One published model per session, with a gallery of 4 training images of each class."""
-    from training.index import build_gallery_index
-
     store_root = tmp_path_factory.mktemp("store")
     version_dir = publish_tiny_model(store_root, caltech_root, TINY_CLASSES)
     build_gallery_index(

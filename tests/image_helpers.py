@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import struct
 import zlib
 from pathlib import Path
@@ -10,7 +11,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-CALTECH_ROOT = Path("/work/shared/datasets/caltech101")
+# The shared dataset beside this checkout (../shared/datasets/caltech101), or ALEXNET_DATA.
+CALTECH_ROOT = Path(
+    os.environ.get("ALEXNET_DATA") or Path(__file__).resolve().parents[2] / "shared" / "datasets" / "caltech101"
+)
 CALTECH_IMAGES = CALTECH_ROOT / "images"
 # One of the dataset's 361 grayscale JPEGs (mode "L"), found by scanning the headers once.
 CALTECH_GRAYSCALE = CALTECH_IMAGES / "Motorbikes" / "image_0512.jpg"

@@ -124,30 +124,37 @@ def stratified_holdout(samples: list[Sample], fraction: float, seed: int) -> tup
 class ColorStats:
     """Training-set statistics: the mean (image or per channel) and the RGB covariance's PCA."""
 
-    mean: np.ndarray  # float32 [H, W, 3] or [3]
-    eigvals: np.ndarray  # float32 [3], variances of the principal components
+    mean: np.ndarray  # float32 [H, W, 3] or [3], in the input's units (pixel values * scale)
+    eigvals: np.ndarray  # float32 [3], variances of the principal components of pixel values in [0, 1]
     eigvecs: np.ndarray  # float32 [3, 3], columns are the principal directions
 
 
 def color_stats(squares: np.ndarray, mean_kind: str = "image", scale: float = 1.0, chunk: int = 256) -> ColorStats:
     """Mean image (or per-channel mean) and the eigen-decomposition of the 3x3 RGB covariance over
-    every pixel of the training set (section 4.1), accumulated in float64 in chunks."""
+    every pixel of the training set (section 4.1), accumulated in float64 in chunks.
+
+    The covariance is taken of pixel values in [0, 1], as cuda-convnet did: the paper's noise
+    alpha_i * lambda_i with alpha ~ N(0, 0.1) is then a few percent of the intensity range (about
+    6/255 along the first component on Caltech-101). On raw 0..255 values the eigenvalues are in
+    squared pixel units and the same formula would shift colours by hundreds of pixel values.
+    """
     n = len(squares)
     if n == 0:
         raise DatasetError("cannot compute statistics of an empty training set")
     pixel_sum = np.zeros(squares.shape[1:], np.float64)
     outer = np.zeros((3, 3), np.float64)
     for start in range(0, n, chunk):
-        block = squares[start : start + chunk].astype(np.float64) * scale
+        block = squares[start : start + chunk].astype(np.float64)
         pixel_sum += block.sum(axis=0)
-        flat = block.reshape(-1, 3)
+        flat = block.reshape(-1, 3) / 255.0
         outer += flat.T @ flat
     mean_image = pixel_sum / n
     channel_mean = mean_image.reshape(-1, 3).mean(axis=0)
     count = n * squares.shape[1] * squares.shape[2]
-    cov = outer / count - np.outer(channel_mean, channel_mean)
+    unit_mean = channel_mean / 255.0
+    cov = outer / count - np.outer(unit_mean, unit_mean)
     eigvals, eigvecs = np.linalg.eigh(cov)
-    mean = mean_image if mean_kind == "image" else channel_mean
+    mean = (mean_image if mean_kind == "image" else channel_mean) * scale
     if mean_kind not in ("image", "channel"):
         raise ValueError(f"mean_kind must be 'image' or 'channel', got {mean_kind!r}")
     return ColorStats(mean.astype(np.float32), np.clip(eigvals, 0, None).astype(np.float32), eigvecs.astype(np.float32))
@@ -158,7 +165,8 @@ def augment_batch(squares: torch.Tensor, stats: ColorStats, crop: int = 224, sca
     """uint8 [N, S, S, 3] on any device -> float32 [N, 3, crop, crop], the paper's training input.
 
     Per image: subtract the mean, add PCA colour noise sum_i alpha_i * lambda_i * p_i with
-    alpha_i ~ N(0, pca_std) (drawn once per image per pass; ``eigvals`` are the lambda_i), take a
+    alpha_i ~ N(0, pca_std) (drawn once per image per pass; ``eigvals`` are the lambda_i of pixel
+    values in [0, 1], so the shift is multiplied by 255 * scale to be in the input's units), take a
     random crop and flip it horizontally with probability 1/2.
     """
     device = squares.device
@@ -172,7 +180,7 @@ def augment_batch(squares: torch.Tensor, stats: ColorStats, crop: int = 224, sca
         alpha = torch.randn(n, 3, generator=generator, device="cpu").to(device) * pca_std
         eigvals = torch.as_tensor(stats.eigvals, device=device)
         eigvecs = torch.as_tensor(stats.eigvecs, device=device)
-        shift = (alpha * eigvals) @ eigvecs.T  # [N, 3]: sum_i alpha_i lambda_i p_i
+        shift = (alpha * eigvals) @ eigvecs.T * (255.0 * scale)  # [N, 3]: sum_i alpha_i lambda_i p_i
         x = x + shift.view(n, 3, 1, 1)
     tops = torch.randint(0, size - crop + 1, (n,), generator=generator).tolist()
     lefts = torch.randint(0, size - crop + 1, (n,), generator=generator).tolist()

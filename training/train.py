@@ -58,6 +58,9 @@ class TrainConfig:
     max_lr_drops: int = field(default=3, metadata={"help": "stop after this many drops once the error stops improving"})
     warmup_epochs: float = field(default=0.0, metadata={"help": "deviation: ramp lr linearly from 0 over this many epochs (paper: 0)"})
     clip_grad_norm: float = field(default=0.0, metadata={"help": "deviation: clip the global gradient norm to this (paper: 0, off)"})
+    init: str = field(default="paper", metadata={"help": "'paper' (N(0, 0.01), biases 1) or 'kaiming' (a deviation)"})
+    input_scale: float = field(default=1.0, metadata={"help": "pixel values are multiplied by this before the mean is "
+                                                               "subtracted (paper: 1, raw 0..255; a deviation otherwise)"})
     dropout: float = field(default=0.5, metadata={"help": "dropout on fc6 and fc7"})
     mean_kind: str = field(default="image", metadata={"help": "'image' (the paper) or 'channel' (a deviation)"})
     pca_std: float = field(default=0.1, metadata={"help": "std of the PCA colour-noise alphas; 0 turns it off"})
@@ -135,7 +138,7 @@ def load_data(cfg: TrainConfig) -> Data:
     train, val = stratified_holdout(samples, cfg.val_fraction, cfg.seed)
     train_squares = load_squares(dataset, train, cfg.resize, Path(cfg.cache))
     val_squares = load_squares(dataset, val, cfg.resize, Path(cfg.cache))
-    stats = color_stats(train_squares, cfg.mean_kind)
+    stats = color_stats(train_squares, cfg.mean_kind, cfg.input_scale)
     return Data(classes, train_squares, np.array([s.label for s in train]), val_squares,
                 np.array([s.label for s in val]), stats)
 
@@ -160,7 +163,7 @@ def train_one_epoch(model, optimizer, scaler, data: Data, sampler: DistributedSa
         idx = np.sort(np.array(order[step * per_rank : (step + 1) * per_rank]))
         squares = torch.from_numpy(np.ascontiguousarray(data.train_squares[idx])).to(rt.device, non_blocking=True)
         targets = torch.from_numpy(data.train_labels[idx]).to(rt.device, non_blocking=True)
-        images = augment_batch(squares, data.stats, cfg.crop, pca_std=cfg.pca_std, generator=generator)
+        images = augment_batch(squares, data.stats, cfg.crop, cfg.input_scale, cfg.pca_std, generator)
         if rt.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         with autocast(rt):
@@ -238,9 +241,9 @@ def train(cfg: TrainConfig) -> Path:
         np.save(out / "mean.npy", data.stats.mean)
         log.info("%d classes, %d training and %d validation images; PCA eigenvalues %s", len(data.classes),
                  len(data.train_labels), len(data.val_labels), np.round(data.stats.eigvals, 2).tolist())
-    pre = Preprocessor(mean=data.stats.mean, resize=cfg.resize, crop=cfg.crop)
+    pre = Preprocessor(mean=data.stats.mean, resize=cfg.resize, crop=cfg.crop, scale=cfg.input_scale)
 
-    model = build_alexnet(len(data.classes), cfg.variant, cfg.dropout).to(rt.device)
+    model = build_alexnet(len(data.classes), cfg.variant, cfg.dropout, cfg.init).to(rt.device)
     if rt.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
@@ -256,6 +259,7 @@ def train(cfg: TrainConfig) -> Path:
         scheduler.load_state_dict(ckpt["scheduler"])
         scaler.load_state_dict(ckpt["scaler"])
         state = ckpt["state"]
+        torch.set_rng_state(ckpt["rng"])  # dropout draws continue as in an uninterrupted run
         if rt.is_main:
             log.info("resumed from %s at epoch %d", last, state["epoch"])
 
@@ -284,7 +288,7 @@ def train(cfg: TrainConfig) -> Path:
             log.info("epoch %d: %s", epoch + 1, {k: round(v, 4) if isinstance(v, float) else v for k, v in record.items()})
             ckpt = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "state": state,
-                    "config": cfg.as_dict(), "classes": data.classes, "mean": data.stats.mean,
+                    "config": cfg.as_dict(), "classes": data.classes, "rng": torch.get_rng_state(), "mean": data.stats.mean,
                     "pca": {"eigvals": data.stats.eigvals, "eigvecs": data.stats.eigvecs}}
             save_checkpoint(last, **ckpt)
             if improved:

@@ -1,0 +1,29 @@
+"""service/engine.py: the execution-provider choice and the ONNX Runtime session wrapper."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from model_store.store import load_version
+from service.engine import CPU, CUDA, EngineError, OnnxModel, choose_providers
+
+
+def test_provider_choice() -> None:
+    assert choose_providers("auto", [CUDA, CPU]) == [CUDA, CPU]
+    assert choose_providers("auto", [CPU]) == [CPU]
+    assert choose_providers("cpu", [CUDA, CPU]) == [CPU]
+    assert choose_providers("cuda", [CUDA, CPU]) == [CUDA, CPU]
+    with pytest.raises(EngineError, match="providers=cuda"):
+        choose_providers("cuda", [CPU])
+
+
+def test_session_returns_logits_and_fc7_for_any_batch(tiny_model) -> None:
+    model = OnnxModel(load_version(tiny_model.store_root, tiny_model.name), "auto", intra_op_threads=1)
+    assert model.provider == CPU  # this machine's onnxruntime has no CUDA
+    crops = np.random.default_rng(0).normal(scale=50, size=(3, 3, 224, 224)).astype(np.float32)
+    logits, features = model.run(crops)
+    assert logits.shape == (3, len(tiny_model.classes)) and features.shape == (3, 4096)
+    assert (features >= 0).all()  # fc7 after ReLU
+    single_logits, _ = model.run(crops[1:2])
+    np.testing.assert_allclose(single_logits[0], logits[1], rtol=1e-4, atol=1e-5)

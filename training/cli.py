@@ -1,0 +1,217 @@
+"""``alexnet``: the project's commands in one place.
+
+  alexnet train ...        train (paper recipe), evaluate on the test split, export, check parity, publish, index
+  alexnet publish --run D  do the steps after training for an existing run folder
+  alexnet evaluate --run D centre-crop and 10-crop top-1/top-5 and mean per-class accuracy of a run
+  alexnet export --run D   export a run's best checkpoint to ONNX and check parity (no publishing)
+  alexnet index ...        (re)build the gallery index of a published version
+  alexnet models           list the published models, versions and their test metrics
+  alexnet serve            serve the latest published model (building the default model first when
+                           the store is empty and --build-if-missing is given)
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+DEFAULT_MODEL_NAME = "alexnet-caltech101"
+DEFAULT_BUILD_EPOCHS = 8
+
+
+def _store_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--store-root", type=Path, default=Path(os.environ.get("ALEXNET_STORE_ROOT", "store")),
+                        help="model store folder (env ALEXNET_STORE_ROOT; default: store)")
+    parser.add_argument("--model-name", default=os.environ.get("ALEXNET_MODEL_NAME", DEFAULT_MODEL_NAME),
+                        help=f"published model name (env ALEXNET_MODEL_NAME; default: {DEFAULT_MODEL_NAME})")
+
+
+def _train_config_args(parser: argparse.ArgumentParser) -> None:
+    from training.train import TrainConfig
+
+    for f in dataclasses.fields(TrainConfig):
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        flag = "--" + f.name.replace("_", "-")
+        if isinstance(default, bool):
+            parser.add_argument(flag, action="store_true", help=f.metadata["help"])
+        else:
+            parser.add_argument(flag, type=type(default), default=default,
+                                help=f"{f.metadata['help']} (default: {default})")
+
+
+def _config_from(args: argparse.Namespace):
+    from training.train import TrainConfig
+
+    return TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from training.pipeline import publish_run
+    from training.train import train
+
+    run_dir = train(_config_from(args))
+    if int(os.environ.get("RANK", "0")) != 0 or args.no_publish:
+        return 0
+    version_dir = publish_run(run_dir, args.store_root, args.model_name, index=not args.no_index)
+    _print_version(version_dir)
+    return 0
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from training.pipeline import publish_run
+
+    version_dir = publish_run(args.run, args.store_root, args.model_name, args.split, index=not args.no_index,
+                              evaluate_test=not args.skip_eval)
+    _print_version(version_dir)
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    import torch
+
+    from training.data import TEST_SPLIT_OF
+    from training.pipeline import evaluate_run, load_run
+
+    run = load_run(args.run)
+    split = args.split or TEST_SPLIT_OF.get(run.config.split, run.config.split)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    results = evaluate_run(run, split, device)
+    print(json.dumps({tta: r.as_dict() for tta, r in results.items()}, indent=2))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from training.data import TEST_SPLIT_OF
+    from training.export import check_parity, export_onnx
+    from training.pipeline import load_run, parity_images
+
+    run = load_run(args.run)
+    export_onnx(run.model, args.out, run.config.crop)
+    split = TEST_SPLIT_OF.get(run.config.split, run.config.split)
+    print(json.dumps(check_parity(run.model, args.out, parity_images(run, split)).as_dict(), indent=2))
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from model_store.store import list_models, list_versions, read_manifest
+
+    for name in list_models(args.store_root):
+        for version in list_versions(args.store_root, name):
+            manifest = read_manifest(args.store_root / name / version)
+            test = manifest.metrics.get("test", {})
+            scores = "  ".join(f"{tta}: top-1 err {m['top1_error']:.3f}, top-5 err {m['top5_error']:.3f}"
+                               for tta, m in test.items())
+            print(f"{name}/{version}  {manifest.created}  {len(manifest.labels)} classes  {scores}")
+    return 0
+
+
+def build_default_model(store_root: Path, model_name: str, epochs: int) -> Path:
+    """Train the default model on Caltech-101 (train30) and publish it with its gallery index."""
+    from training.pipeline import publish_run
+    from training.train import TrainConfig, train
+
+    cfg = TrainConfig(out=f"runs/{model_name}-default", epochs=epochs, warmup_epochs=min(2.0, epochs / 2),
+                      clip_grad_norm=5.0, lr_patience=3)
+    logging.getLogger(__name__).info("the store has no %s: training a default model for %d epochs on %s (%s)",
+                                     model_name, epochs, cfg.data, cfg.split)
+    return publish_run(train(cfg), store_root, model_name)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from model_store.store import list_versions
+
+    if not list_versions(args.store_root, args.model_name):
+        if not args.build_if_missing:
+            print(f"no published versions of {args.model_name} under {args.store_root}; train one with "
+                  "`alexnet train` or pass --build-if-missing", file=sys.stderr)
+            return 2
+        build_default_model(args.store_root, args.model_name, args.build_epochs)
+    os.environ["ALEXNET_STORE_ROOT"] = str(args.store_root)
+    os.environ["ALEXNET_MODEL_NAME"] = args.model_name
+    from service.__main__ import main as serve
+
+    return serve()
+
+
+def _print_version(version_dir: Path) -> None:
+    from model_store.store import read_manifest
+
+    manifest = read_manifest(version_dir)
+    print(f"published {manifest.name}/{manifest.version} at {version_dir}")
+    print(json.dumps(manifest.metrics.get("test", {}), indent=2))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="alexnet", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train, evaluate, export, publish and index")
+    _train_config_args(p)
+    _store_args(p)
+    p.add_argument("--no-publish", action="store_true", help="stop after training")
+    p.add_argument("--no-index", action="store_true", help="publish without building the gallery index")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("publish", help="evaluate, export, publish and index an existing run")
+    p.add_argument("--run", type=Path, required=True, help="run folder (with best.pt)")
+    p.add_argument("--split", default=None, help="test split (default: the one matching the training split)")
+    p.add_argument("--skip-eval", action="store_true", help="publish without the test-split evaluation")
+    p.add_argument("--no-index", action="store_true", help="publish without building the gallery index")
+    _store_args(p)
+    p.set_defaults(func=cmd_publish)
+
+    p = sub.add_parser("evaluate", help="centre and 10-crop evaluation of a run's best checkpoint")
+    p.add_argument("--run", type=Path, required=True)
+    p.add_argument("--split", default=None)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("export", help="export a run to ONNX and check parity")
+    p.add_argument("--run", type=Path, required=True)
+    p.add_argument("--out", type=Path, default=Path("model.onnx"))
+    p.set_defaults(func=cmd_export)
+
+    from training.index import add_arguments as index_arguments
+    from training.index import run as index_run
+
+    p = sub.add_parser("index", help="build the gallery index of a published version")
+    index_arguments(p)
+    p.set_defaults(func=index_run)
+
+    p = sub.add_parser("models", help="list published models")
+    _store_args(p)
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("serve", help="serve a published model (settings: ALEXNET_* variables)")
+    _store_args(p)
+    p.add_argument("--build-if-missing", action="store_true", help="train and publish the default model first "
+                   "when the store has none")
+    p.add_argument("--build-epochs", type=int, default=int(os.environ.get("ALEXNET_BUILD_EPOCHS", DEFAULT_BUILD_EPOCHS)),
+                   help=f"epochs of the default model (env ALEXNET_BUILD_EPOCHS; default {DEFAULT_BUILD_EPOCHS})")
+    p.set_defaults(func=cmd_serve)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # which CPU build it picked, at length
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except Exception as exc:  # noqa: BLE001 - one clear line for the command line, the trace in the log
+        from training.data import DatasetError
+        from model_store.store import StoreError
+
+        if isinstance(exc, DatasetError | StoreError | FileExistsError):
+            print(f"alexnet {args.command}: {exc}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,138 @@
+"""From a finished training run to a served model: evaluate on the test split (centre crop and
+10-crop), export to ONNX, check ONNX Runtime against PyTorch on real test images, publish the
+version into the model store and build its gallery index."""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from model_store.manifest import MEAN_FILE, METRICS_FILE, MODEL_FILE, Manifest, PreprocessingSpec
+from model_store.preprocessing import Preprocessor
+from model_store.store import publish_version
+from training.data import TEST_SPLIT_OF, ImageFolder, load_squares
+from training.evaluate import EvalResult, evaluate, torch_logits_fn
+from training.export import check_parity, export_onnx
+from training.model import AlexNet, build_alexnet
+from training.train import CHECKPOINT_BEST, TrainConfig, read_metrics
+
+log = logging.getLogger(__name__)
+PARITY_IMAGES = 8
+PAPER_RECIPE = {
+    "optimizer": "SGD", "batch_size": 128, "momentum": 0.9, "weight_decay": 5e-4, "lr": 0.01,
+    "lr_schedule": "divide by 10 when validation error stops improving, at most 3 times",
+    "augmentation": "random 224 crops of 256x256, horizontal flips, PCA colour noise (alpha ~ N(0, 0.1))",
+    "init": "N(0, 0.01) weights; bias 1 in conv2, conv4, conv5, fc6, fc7; 0 elsewhere",
+}
+
+
+@dataclass
+class LoadedRun:
+    model: AlexNet
+    config: TrainConfig
+    classes: list[str]
+    mean: np.ndarray
+    epoch: int
+
+    def preprocessor(self) -> Preprocessor:
+        cfg = self.config
+        return Preprocessor(mean=self.mean, resize=cfg.resize, crop=cfg.crop, scale=cfg.input_scale)
+
+
+def load_run(run_dir: Path, checkpoint: str = CHECKPOINT_BEST) -> LoadedRun:
+    ckpt = torch.load(Path(run_dir) / checkpoint, map_location="cpu", weights_only=False)
+    cfg = TrainConfig(**ckpt["config"])
+    model = build_alexnet(len(ckpt["classes"]), cfg.variant, cfg.dropout)  # weights come from the checkpoint
+    model.load_state_dict(ckpt["model"])
+    return LoadedRun(model.eval(), cfg, ckpt["classes"], np.asarray(ckpt["mean"]), ckpt["state"]["epoch"])
+
+
+def deviations(cfg: TrainConfig) -> dict[str, object]:
+    """Every setting that departs from the paper's recipe, by name."""
+    paper = TrainConfig(data=cfg.data, out=cfg.out)
+    named = ("variant", "init", "input_scale", "batch_size", "lr", "momentum", "weight_decay", "max_lr_drops",
+             "dropout", "mean_kind", "pca_std", "resize", "crop", "warmup_epochs", "clip_grad_norm", "amp", "classes")
+    return {k: getattr(cfg, k) for k in named if getattr(cfg, k) != getattr(paper, k) and k != "amp"} | (
+        {"amp": cfg.amp} if cfg.amp not in ("auto", "off") else {})
+
+
+def evaluate_run(run: LoadedRun, split: str, device: torch.device, batch_images: int = 16) -> dict[str, EvalResult]:
+    dataset = ImageFolder(Path(run.config.data))
+    samples = [s for s in dataset.samples(split) if s.label < len(run.classes)]
+    squares = load_squares(dataset, samples, run.config.resize, Path(run.config.cache))
+    labels = np.array([s.label for s in samples])
+    pre = run.preprocessor()
+    model = run.model.to(device)
+
+    def bar(tta: str):
+        progress = tqdm(total=len(samples), desc=f"test {tta}", leave=False, dynamic_ncols=True)
+        return progress.update
+
+    results = evaluate(torch_logits_fn(model, device), squares, labels, pre, batch_images=batch_images,
+                       progress_factory=bar)
+    run.model.to("cpu")
+    for tta, result in results.items():
+        log.info("%s on %s: top-1 error %.4f, top-5 error %.4f, mean per-class accuracy %.4f", tta, split,
+                 result.top1_error, result.top5_error, result.mean_per_class_accuracy)
+    return results
+
+
+def parity_images(run: LoadedRun, split: str) -> np.ndarray:
+    dataset = ImageFolder(Path(run.config.data))
+    samples = [s for s in dataset.samples(split) if s.label < len(run.classes)]
+    step = max(1, len(samples) // PARITY_IMAGES)
+    pre = run.preprocessor()
+    return np.concatenate([pre.crops(dataset.image_dir / s.path, "center") for s in samples[::step][:PARITY_IMAGES]])
+
+
+def publish_run(run_dir: Path, store_root: Path, model_name: str, test_split: str | None = None,
+                device: str = "auto", index: bool = True, evaluate_test: bool = True) -> Path:
+    """Evaluate, export, check parity, publish (and index the training split); returns the version folder."""
+    run = load_run(run_dir)
+    split = test_split or TEST_SPLIT_OF.get(run.config.split, run.config.split)
+    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
+    history = read_metrics(run_dir)
+    metrics: dict[str, object] = {
+        "test_split": split, "epochs_trained": len(history), "best_epoch": run.epoch,
+        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+                    "torch": torch.__version__, "device": str(dev)},
+    }
+    if history:
+        metrics["seconds_per_epoch"] = float(np.mean([r["epoch_seconds"] for r in history]))
+        metrics["train_images_per_second"] = float(np.mean([r["images_per_second"] for r in history]))
+    if evaluate_test:
+        metrics["test"] = {tta: r.as_dict() for tta, r in evaluate_run(run, split, dev).items()}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_dir = Path(tmp)
+        onnx_path = export_onnx(run.model, tmp_dir / MODEL_FILE, run.config.crop)
+        metrics["onnx_parity"] = check_parity(run.model, onnx_path, parity_images(run, split)).as_dict()
+        np.save(tmp_dir / MEAN_FILE, run.mean.astype(np.float32))
+        (tmp_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
+        files = {MODEL_FILE: onnx_path, MEAN_FILE: tmp_dir / MEAN_FILE, METRICS_FILE: tmp_dir / METRICS_FILE}
+        curves = Path(run_dir) / "curves.png"
+        if curves.is_file():
+            files["curves.png"] = curves
+        manifest = Manifest(
+            name=model_name,
+            labels=run.classes,
+            variant=run.config.variant,
+            preprocessing=PreprocessingSpec(resize=run.config.resize, crop=run.config.crop, scale=run.config.input_scale,
+                                            mean_kind=run.config.mean_kind),
+            recipe={"paper": PAPER_RECIPE, "deviations": deviations(run.config), "config": run.config.as_dict()},
+            metrics=metrics,
+        )
+        version_dir = publish_version(Path(store_root), manifest, files)
+    if index:
+        from training.index import build_gallery_index
+
+        build_gallery_index(Path(store_root), model_name, version_dir.name, Path(run.config.data), run.config.split,
+                            classes=run.classes)
+    return version_dir
