@@ -181,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--store-root", type=Path, default=Path("store"), help="model store folder")
     parser.add_argument("--model-name", default="alexnet-caltech101")
     parser.add_argument("--version", default="latest")
-    parser.add_argument("--data-root", type=Path, default=Path(os.environ.get("ALEXNET_DATA") or REPO_ROOT.parent / "shared" / "datasets" / "caltech101"))
+    default_data = os.environ.get("ALEXNET_DATA") or REPO_ROOT.parent / "shared" / "datasets" / "caltech101"
+    parser.add_argument("--data-root", type=Path, default=Path(default_data), help="Caltech-101 (env ALEXNET_DATA)")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16], help="concurrency levels")
     parser.add_argument("--requests", type=int, default=64, help="requests (one image each) per scenario")
     parser.add_argument("--max-seconds", type=float, default=60, help="time limit per scenario")

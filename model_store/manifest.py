@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -41,7 +41,7 @@ class Manifest(BaseModel):
     schema_version: int = SCHEMA_VERSION
     name: str
     version: str = ""
-    created: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    created: str = Field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     labels: list[str]
     feature_dim: int = 4096
     variant: str

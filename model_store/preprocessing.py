@@ -23,6 +23,10 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 Tta = Literal["ten_crop", "center"]
 TTA_MODES: tuple[str, ...] = ("ten_crop", "center")
 DEFAULT_MAX_PIXELS = 40_000_000
+# The formats decoded. Pillow identifies some forty; the others (EPS, whose loader runs Ghostscript
+# on the file, and rarely used parsers such as FLI, PCX, SGI or TGA) are refused as unrecognised, so
+# untrusted uploads reach only the common, well-exercised decoders.
+IMAGE_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF")  # JPEG includes MPO (multi-picture JPEG)
 ImageSource = bytes | str | Path | BinaryIO | Image.Image
 
 
@@ -42,9 +46,9 @@ def _open(source: ImageSource) -> Image.Image:
             raise ImageError("empty image data")
         source = io.BytesIO(source)
     try:
-        return Image.open(source)
+        return Image.open(source, formats=IMAGE_FORMATS)
     except UnidentifiedImageError as exc:
-        raise ImageError("not a recognised image format") from exc
+        raise ImageError(f"not a recognised image format (accepted: {', '.join(IMAGE_FORMATS)})") from exc
     except Image.DecompressionBombError as exc:  # Pillow refuses > 2x MAX_IMAGE_PIXELS already in open()
         raise ImageTooLargeError(str(exc)) from exc
     except FileNotFoundError:
@@ -123,7 +127,7 @@ def ten_crop(chw: np.ndarray, crop: int) -> np.ndarray:
     _, height, width = chw.shape
     if height != width:
         raise ValueError(f"ten_crop expects a square image, got {height}x{width}")
-    patches = np.stack([chw[:, t : t + crop, l : l + crop] for t, l in crop_offsets(height, crop)])
+    patches = np.stack([chw[:, top : top + crop, left : left + crop] for top, left in crop_offsets(height, crop)])
     return np.ascontiguousarray(np.concatenate([patches, patches[..., ::-1]]))
 
 

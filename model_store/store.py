@@ -72,7 +72,9 @@ def list_models(root: Path) -> list[str]:
     root = Path(root)
     if not root.is_dir():
         return []
-    return sorted(p.name for p in root.iterdir() if p.is_dir() and NAME_RE.match(p.name) and list_versions(root, p.name))
+    return sorted(
+        p.name for p in root.iterdir() if p.is_dir() and NAME_RE.match(p.name) and list_versions(root, p.name)
+    )
 
 
 def resolve(root: Path, name: str, version: str = "latest") -> Path:

@@ -9,14 +9,15 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from service.engine import load_engine
+from service.deps import require_api_key
 from service.errors import install_error_handlers
 from service.metrics import Metrics, MetricsMiddleware
-from service.retrieval import load_retrieval
-from service.routes import ROUTERS
+from service.routes import OPEN_ROUTERS, ROUTERS, web
+from service.routes.responses import error_responses
+from service.serving import bind_gauges, open_version
 from service.settings import Settings, get_settings
 from service.uploads import BodyLimitMiddleware
 
@@ -25,15 +26,11 @@ log = logging.getLogger(__name__)
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    settings, metrics = app.state.settings, app.state.metrics
-    engine = await asyncio.to_thread(load_engine, settings, metrics)
-    retrieval = await asyncio.to_thread(load_retrieval, engine.version, metrics)
-    await engine.start()
-    app.state.engine, app.state.retrieval = engine, retrieval
+    app.state.engine, app.state.retrieval = await open_version(app.state.settings, app.state.metrics)
     try:
         yield
     finally:
-        await engine.close()
+        await app.state.engine.close()  # the one served now (a reload may have swapped it)
         log.info("stopped")
 
 
@@ -47,6 +44,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = Metrics()
     app.state.engine = app.state.retrieval = None
+    app.state.reload_lock = asyncio.Lock()
+    bind_gauges(app.state, app.state.metrics)
     install_error_handlers(app)
     # the last added is the outermost: metrics see every answer, CORS headers go on the 413s too
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
@@ -58,6 +57,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["Content-Type", "X-API-Key"],
         )
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
+    key_for_reads = [Depends(require_api_key)] if settings.require_key_for_reads else []
     for router in ROUTERS:
+        app.include_router(
+            router, dependencies=key_for_reads, responses=error_responses(401, 403) if key_for_reads else None
+        )
+    for router in (*OPEN_ROUTERS, web.router):
         app.include_router(router)
     return app

@@ -1,12 +1,14 @@
 """What routes get injected: the app's settings, engine, gallery and metrics (all made in the
-lifespan and kept on ``app.state``), and the API-key check of the mutating routes."""
+lifespan and kept on ``app.state``), and the API-key check of the mutating routes (and, with
+``require_key_for_reads``, of all the others but health, readiness and metrics)."""
 
 from __future__ import annotations
 
 import hmac
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader
 
 from service.engine import Engine
 from service.errors import Forbidden, MissingApiKey, NotReady
@@ -48,12 +50,15 @@ EngineDep = Annotated[Engine, Depends(ready_engine)]
 RetrievalDep = Annotated[Retrieval, Depends(ready_retrieval)]
 
 
-def require_api_key(
-    settings: SettingsDep, x_api_key: Annotated[str | None, Header(description="the server's api_key")] = None
-) -> None:
-    """401 without a key, 403 with a wrong one, and 403 always when the server has none set."""
+# a security scheme, so OpenAPI documents which routes need the key; our own errors, not FastAPI's
+api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="the server's api_key")
+
+
+def require_api_key(settings: SettingsDep, x_api_key: Annotated[str | None, Depends(api_key_header)] = None) -> None:
+    """401 without a key, 403 with a wrong one, and 403 always when the server has none set. The
+    comparison takes the same time wherever the keys differ (hmac.compare_digest)."""
     if settings.api_key is None:
-        raise Forbidden("changing the gallery is disabled: the server has no api_key set")
+        raise Forbidden("this route is disabled: the server has no api_key set")
     if not x_api_key:
         raise MissingApiKey("send the X-API-Key header")
     if not hmac.compare_digest(x_api_key.encode(), settings.api_key.get_secret_value().encode()):

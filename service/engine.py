@@ -19,7 +19,7 @@ from model_store.manifest import Manifest
 from model_store.preprocessing import ImageError, Preprocessor, Tta, decode_image, resize_center_crop
 from model_store.store import ModelVersion, load_version
 from service.batching import BatcherClosed, DynamicBatcher
-from service.errors import NotReady, Overloaded
+from service.errors import InferenceTimeout, NotReady, Overloaded
 from service.metrics import Metrics
 from service.settings import TEN_CROP, Settings
 from service.uploads import Upload
@@ -85,6 +85,7 @@ class Engine:
         self.preprocessor: Preprocessor = version.preprocessor(max_pixels=settings.max_pixels)
         self.max_queue = settings.max_queue
         self.retry_after_s = settings.retry_after_s
+        self.inference_timeout_s = settings.inference_timeout_s
         self.metrics = metrics
         self.in_flight = 0
         self.ready = False
@@ -92,8 +93,6 @@ class Engine:
         self.batcher = DynamicBatcher(
             model.run, settings.batch_max_size, settings.batch_max_wait_ms / 1000, on_batch=metrics.observe_batch
         )
-        metrics.queue_depth.set_function(lambda: self.batcher.queue_depth)
-        metrics.in_flight.set_function(lambda: self.in_flight)
 
     @property
     def manifest(self) -> Manifest:
@@ -104,10 +103,11 @@ class Engine:
         return self.model.provider
 
     async def start(self) -> None:
-        """Start the batcher and run one ten-crop batch so the first request pays no warm-up."""
+        """Start the batcher and run one ten-crop batch so the first request pays no warm-up
+        (which may take longer than inference_timeout_s)."""
         self.batcher.start()
         crop = self.preprocessor.crop
-        await self.infer(np.zeros((TEN_CROP, 3, crop, crop), np.float32))
+        await self.batcher.submit(np.zeros((TEN_CROP, 3, crop, crop), np.float32))
         self.ready = True
         log.info("model %s/%s ready on %s", self.manifest.name, self.manifest.version, self.provider)
 
@@ -160,10 +160,19 @@ class Engine:
         return list(await asyncio.gather(*(self.infer(p.crops) for p in prepared)))
 
     async def infer(self, crops: np.ndarray) -> ImageOutputs:
+        """The model's outputs for one image's crops, or 503 when they take longer than
+        inference_timeout_s (waiting included): the job is then dropped from the batcher's queue, or,
+        already running, finishes unread."""
         try:
-            logits, features = await self.batcher.submit(crops)
+            logits, features = await asyncio.wait_for(self.batcher.submit(crops), self.inference_timeout_s)
         except BatcherClosed as exc:
             raise NotReady(str(exc), {"Retry-After": str(self.retry_after_s)}) from exc
+        except TimeoutError as exc:
+            self.metrics.inference_timeouts.inc()
+            raise InferenceTimeout(
+                f"inference took longer than inference_timeout_s = {self.inference_timeout_s:g} s; retry later",
+                {"Retry-After": str(self.retry_after_s)},
+            ) from exc
         return ImageOutputs(logits, features)
 
 

@@ -67,6 +67,14 @@ class Overloaded(ServiceError):
     status, code = 503, "overloaded"
 
 
+class InferenceTimeout(ServiceError):
+    status, code = 503, "inference_timeout"
+
+
+class ReloadFailed(ServiceError):
+    status, code = 409, "reload_failed"
+
+
 class BodyTooLarge(StarletteHTTPException):
     """Raised while the body is read (see ``limits.BodyLimitMiddleware``); an HTTPException so
     FastAPI's form parsing passes it on instead of turning it into a generic 400."""

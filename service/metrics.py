@@ -39,6 +39,10 @@ class Metrics:
         self.rejected = Counter(
             "alexnet_overload_rejections", "requests answered 503 because max_queue was reached", registry=self.registry
         )
+        self.inference_timeouts = Counter(
+            "alexnet_inference_timeouts", "images whose inference took longer than inference_timeout_s",
+            registry=self.registry,
+        )  # fmt: skip
         self.gallery_items = Gauge("alexnet_gallery_items", "items in the retrieval gallery", registry=self.registry)
 
     def observe_batch(self, crops: int, images: int, seconds: float) -> None:

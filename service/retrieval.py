@@ -12,7 +12,6 @@ import numpy as np
 
 from model_store.gallery import Gallery, GalleryItem, Neighbor, UnknownItemError
 from model_store.store import ModelVersion
-from service.metrics import Metrics
 
 log = logging.getLogger(__name__)
 Feature = Literal["center", "ten_crop"]
@@ -26,9 +25,8 @@ def query_vector(features: np.ndarray, feature: Feature) -> np.ndarray:
 
 
 class Retrieval:
-    def __init__(self, gallery: Gallery, metrics: Metrics):
+    def __init__(self, gallery: Gallery):
         self.gallery = gallery
-        metrics.gallery_items.set_function(lambda: len(self.gallery))
 
     def __len__(self) -> int:
         return len(self.gallery)
@@ -62,9 +60,9 @@ class Retrieval:
         return item
 
 
-def load_retrieval(version: ModelVersion, metrics: Metrics) -> Retrieval:
+def load_retrieval(version: ModelVersion) -> Retrieval:
     """The version's gallery, or an empty one (written on the first add) if it has none yet."""
     gallery = Gallery.open(version.index_dir, version.manifest.feature_dim)
     if not len(gallery):
         log.warning("model %s has no gallery items: /similar answers no neighbours until some are added", version.path)
-    return Retrieval(gallery, metrics)
+    return Retrieval(gallery)

@@ -114,3 +114,9 @@ class ModelInfo(BaseModel):
 
 class ModelsResponse(BaseModel):
     models: list[ModelInfo]
+
+
+class ReloadResponse(BaseModel):
+    reloaded: bool = Field(description="false when the configured version still resolves to the one served")
+    model: ModelRef = Field(description="the version served from now on")
+    previous: ModelRef

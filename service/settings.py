@@ -51,9 +51,17 @@ class Settings(BaseSettings):
     batch_max_wait_ms: float = Field(5.0, ge=0, le=1000, description="how long a batch waits for more requests")
     max_queue: int = Field(64, ge=1, description="most images in flight (decoding, queued or running); beyond: 503")
     retry_after_s: int = Field(1, ge=1, description="Retry-After of 503 answers")
+    inference_timeout_s: float = Field(
+        30.0, gt=0, description="longest an image may wait for and run in the model; beyond: 503 inference_timeout"
+    )
 
     # access
-    api_key: SecretStr | None = Field(None, description="X-API-Key for POST/DELETE /index; unset: they are refused")
+    api_key: SecretStr | None = Field(
+        None, description="X-API-Key for POST/DELETE /index and POST /admin/reload; unset: they are refused"
+    )
+    require_key_for_reads: bool = Field(
+        False, description="require the X-API-Key on every route but /healthz, /readyz and /metrics too"
+    )
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="comma-separated origins allowed by CORS (empty: CORS off)"
     )
@@ -97,6 +105,8 @@ class Settings(BaseSettings):
     def _limits_agree(self) -> Settings:
         if self.max_request_bytes < self.max_upload_bytes:
             raise ValueError("max_request_bytes must be >= max_upload_bytes")
+        if self.require_key_for_reads and self.api_key is None:
+            raise ValueError("require_key_for_reads needs an api_key")
         if self.max_queue < self.max_files_per_request:
             raise ValueError("max_queue must be >= max_files_per_request, or a full request could never be admitted")
         return self

@@ -1,11 +1,10 @@
 """Shared fixtures: a small published model with a gallery, and the real service on loopback.
 
-``publish_tiny_model`` publishes an AlexNet for a handful of Caltech-101 classes into a store (its
-weights are untrained for now: swap in a few real training steps once training/train.py offers a
-function for it). ``tiny_model`` publishes one per test session and indexes a small gallery with
-training/index.py; ``start_server`` runs ``python -m service`` on a store (a real uvicorn process
-on a free loopback port): ``live_service`` is one shared by the session, ``start_service`` starts
-a test's own (e.g. on ``private_store``, a copy it may change).
+``publish_tiny_model`` trains an AlexNet for a few real steps on a handful of Caltech-101 classes
+and publishes it with the real pipeline. ``tiny_model`` publishes one per test session and
+indexes a small gallery with training/index.py; ``start_server`` runs ``python -m service`` on a
+store (a real uvicorn process on a free loopback port): ``live_service`` is one shared by the
+session, ``start_service`` starts a test's own (e.g. on ``private_store``, a copy it may change).
 """
 
 from __future__ import annotations
@@ -18,79 +17,63 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pytest
+from image_helpers import CALTECH_ROOT  # tests/ is on sys.path under pytest
 
-from model_store.manifest import MEAN_FILE, MODEL_FILE, Manifest, PreprocessingSpec
-from model_store.preprocessing import Preprocessor, decode_image, resize_center_crop
-from model_store.store import publish_version
-from training.index import build_gallery_index, gallery_images
+from training.index import build_gallery_index
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-from image_helpers import CALTECH_ROOT  # noqa: E402 - tests/ is on sys.path under pytest
+
 TINY_MODEL_NAME = "alexnet-tiny"
-TINY_CLASSES = ("Faces", "Leopards", "Motorbikes", "airplanes", "watch")
+# the first five classes of classes.txt: what TrainConfig(classes=5) trains on
+TINY_CLASSES = ("Faces", "Faces_easy", "Leopards", "Motorbikes", "accordion")
 GALLERY_PER_CLASS = 4
 TEST_API_KEY = "test-api-key-0123456789"
-
-
-def split_images(data_root: Path, split: str, classes: Sequence[str], per_class: int) -> list[Path]:
-    """The first ``per_class`` images of each of ``classes`` in ``splits/<split>.txt``."""
-    return [path for _, path in gallery_images(data_root, split, classes, per_class)]
-
-
-def channel_mean(paths: Sequence[Path], resize: int = 256) -> np.ndarray:
-    """Per-channel mean (float32 [3]) of the images as preprocessing sees them before the crop."""
-    squares = [resize_center_crop(decode_image(p), resize).astype(np.float64) for p in paths]
-    return np.mean([s.reshape(-1, 3).mean(axis=0) for s in squares], axis=0).astype(np.float32)
 
 
 def publish_tiny_model(
     store_root: Path,
     data_root: Path,
-    classes: Sequence[str],
+    classes: int = len(TINY_CLASSES),
     *,
     name: str = TINY_MODEL_NAME,
-    images_per_class: int = 4,
+    steps: int = 3,
     seed: int = 0,
 ) -> Path:
-    """Publish an AlexNet (grouped, as in the paper) for ``classes`` with a per-channel mean taken
-    from their training images; returns the version folder.
+    """Train an AlexNet (grouped, as in the paper) for a few real steps on the first ``classes``
+    Caltech-101 classes and publish it with the real pipeline (export, parity check, publish),
+    skipping the test-split evaluation; returns the version folder.
 
-    The weights are untrained: PyTorch's default layer initialisation with a fixed seed, which
-    (unlike the paper's N(0, 0.01)) gives clearly different outputs for different images.
+    The run uses the deviations of the project's CPU run (He init, inputs scaled by 1/64), so its
+    outputs differ clearly from image to image after a few steps.
     """
-    import torch
+    from training.pipeline import publish_run
+    from training.train import TrainConfig, train
 
-    from training.export import check_parity, export_onnx
-    from training.model import build_alexnet
-
-    torch.manual_seed(seed)
-    model = build_alexnet(num_classes=len(classes))
-    for layer in model.modules():
-        if isinstance(layer, torch.nn.Conv2d | torch.nn.Linear):
-            layer.reset_parameters()
-    mean = channel_mean(split_images(data_root, "train30", classes, images_per_class))
-    probe = Preprocessor(mean=mean)
-    crops = np.concatenate([probe.crops(p, "center") for p in split_images(data_root, "test30", classes[:2], 1)])
-    with tempfile.TemporaryDirectory() as tmp:
-        onnx_path = export_onnx(model, Path(tmp) / MODEL_FILE)
-        check_parity(model, onnx_path, crops)  # as the real pipeline does before publishing
-        mean_path = Path(tmp) / MEAN_FILE
-        np.save(mean_path, mean)
-        manifest = Manifest(
-            name=name,
-            labels=list(classes),
-            variant=model.variant,
-            preprocessing=PreprocessingSpec(mean_kind="channel"),
-            recipe={"training": "none (test fixture: untrained weights)", "seed": seed},
+    work = Path(tempfile.mkdtemp(prefix="tiny-run-"))
+    try:
+        cfg = TrainConfig(
+            data=str(data_root),
+            out=str(work / "run"),
+            cache=str(work / "cache"),
+            classes=classes,
+            epochs=1,
+            batch_size=8,
+            max_steps_per_epoch=steps,
+            val_fraction=0.1,
+            init="kaiming",
+            input_scale=1 / 64,
+            warmup_epochs=0.5,
+            seed=seed,
         )
-        return publish_version(store_root, manifest, {MODEL_FILE: onnx_path, MEAN_FILE: mean_path})
+        return publish_run(train(cfg), store_root, name, evaluate_test=False, index=False)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def clone_store(source: Path, target: Path) -> Path:
@@ -121,7 +104,7 @@ def caltech_root() -> Path:
 def tiny_model(tmp_path_factory: pytest.TempPathFactory, caltech_root: Path) -> TinyModel:
     """One published model per session, with a gallery of 4 training images of each class."""
     store_root = tmp_path_factory.mktemp("store")
-    version_dir = publish_tiny_model(store_root, caltech_root, TINY_CLASSES)
+    version_dir = publish_tiny_model(store_root, caltech_root, len(TINY_CLASSES))
     build_gallery_index(
         store_root, TINY_MODEL_NAME, "latest", caltech_root, classes=TINY_CLASSES, per_class=GALLERY_PER_CLASS
     )

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from model_store.preprocessing import resize_center_crop, decode_image
+from model_store.preprocessing import decode_image, resize_center_crop
 
 log = logging.getLogger(__name__)
 TEST_SPLIT_OF = {"train30": "test30", "train80": "test20"}
@@ -62,7 +62,10 @@ class ImageFolder:
         index = {name: i for i, name in enumerate(self.classes())}
         if split is None:
             paths = sorted(
-                f"{c}/{p.name}" for c in index for p in (self.image_dir / c).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES
+                f"{c}/{p.name}"
+                for c in index
+                for p in (self.image_dir / c).iterdir()
+                if p.suffix.lower() in IMAGE_SUFFIXES
             )
         else:
             split_file = self.root / "splits" / f"{split}.txt"
@@ -78,8 +81,13 @@ class ImageFolder:
         return samples
 
 
-def load_squares(dataset: ImageFolder, samples: list[Sample], size: int = 256, cache_dir: Path | None = None,
-                 workers: int | None = None) -> np.ndarray:
+def load_squares(
+    dataset: ImageFolder,
+    samples: list[Sample],
+    size: int = 256,
+    cache_dir: Path | None = None,
+    workers: int | None = None,
+) -> np.ndarray:
     """uint8 [N, size, size, 3], decoded with the shared preprocessing; cached as a .npy file.
 
     The cache key covers the dataset path, the sample list and the size, so a changed split never
@@ -160,8 +168,14 @@ def color_stats(squares: np.ndarray, mean_kind: str = "image", scale: float = 1.
     return ColorStats(mean.astype(np.float32), np.clip(eigvals, 0, None).astype(np.float32), eigvecs.astype(np.float32))
 
 
-def augment_batch(squares: torch.Tensor, stats: ColorStats, crop: int = 224, scale: float = 1.0,
-                  pca_std: float = 0.1, generator: torch.Generator | None = None) -> torch.Tensor:
+def augment_batch(
+    squares: torch.Tensor,
+    stats: ColorStats,
+    crop: int = 224,
+    scale: float = 1.0,
+    pca_std: float = 0.1,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """uint8 [N, S, S, 3] on any device -> float32 [N, 3, crop, crop], the paper's training input.
 
     Per image: subtract the mean, add PCA colour noise sum_i alpha_i * lambda_i * p_i with
@@ -186,7 +200,7 @@ def augment_batch(squares: torch.Tensor, stats: ColorStats, crop: int = 224, sca
     lefts = torch.randint(0, size - crop + 1, (n,), generator=generator).tolist()
     flips = (torch.rand(n, generator=generator) < 0.5).tolist()
     out = torch.empty(n, 3, crop, crop, device=device)
-    for i, (t, l, f) in enumerate(zip(tops, lefts, flips, strict=True)):
-        patch = x[i, :, t : t + crop, l : l + crop]
-        out[i] = patch.flip(-1) if f else patch
+    for i, (top, left, flip) in enumerate(zip(tops, lefts, flips, strict=True)):
+        patch = x[i, :, top : top + crop, left : left + crop]
+        out[i] = patch.flip(-1) if flip else patch
     return out

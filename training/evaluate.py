@@ -48,8 +48,14 @@ def onnx_logits_fn(session, input_name: str = "images", output_name: str = "logi
     return run
 
 
-def predict_probabilities(logits_fn: LogitsFn, squares: np.ndarray, pre: Preprocessor, tta: Tta,
-                          batch_images: int = 16, progress: Callable[[int], None] | None = None) -> np.ndarray:
+def predict_probabilities(
+    logits_fn: LogitsFn,
+    squares: np.ndarray,
+    pre: Preprocessor,
+    tta: Tta,
+    batch_images: int = 16,
+    progress: Callable[[int], None] | None = None,
+) -> np.ndarray:
     """[N, C] class probabilities: the mean softmax over each image's crops."""
     crops_per_image = 10 if tta == "ten_crop" else 1
     out = []
@@ -77,9 +83,15 @@ def score(probs: np.ndarray, labels: np.ndarray, tta: str) -> EvalResult:
     )
 
 
-def evaluate(logits_fn: LogitsFn, squares: np.ndarray, labels: np.ndarray, pre: Preprocessor,
-             ttas: tuple[Tta, ...] = ("center", "ten_crop"), batch_images: int = 16,
-             progress_factory: Callable[[str], Callable[[int], None] | None] | None = None) -> dict[str, EvalResult]:
+def evaluate(
+    logits_fn: LogitsFn,
+    squares: np.ndarray,
+    labels: np.ndarray,
+    pre: Preprocessor,
+    ttas: tuple[Tta, ...] = ("center", "ten_crop"),
+    batch_images: int = 16,
+    progress_factory: Callable[[str], Callable[[int], None] | None] | None = None,
+) -> dict[str, EvalResult]:
     results = {}
     for tta in ttas:
         progress = progress_factory(tta) if progress_factory else None

@@ -37,8 +37,9 @@ class AlexNet(nn.Module):
     last hidden layer after ReLU (the paper's Figure 4 retrieval features).
     """
 
-    def __init__(self, num_classes: int = 1000, variant: Variant = "grouped", dropout: float = 0.5,
-                 init: Init = "paper"):
+    def __init__(
+        self, num_classes: int = 1000, variant: Variant = "grouped", dropout: float = 0.5, init: Init = "paper"
+    ):
         super().__init__()
         if variant not in VARIANTS:
             raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
@@ -112,6 +113,7 @@ class AlexNet(nn.Module):
         return self.classifier(fc7), fc7
 
 
-def build_alexnet(num_classes: int, variant: Variant = "grouped", dropout: float = 0.5,
-                  init: Init = "paper") -> AlexNet:
+def build_alexnet(
+    num_classes: int, variant: Variant = "grouped", dropout: float = 0.5, init: Init = "paper"
+) -> AlexNet:
     return AlexNet(num_classes=num_classes, variant=variant, dropout=dropout, init=init)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import platform
 import tempfile
 from dataclasses import dataclass
@@ -27,11 +28,35 @@ from training.train import CHECKPOINT_BEST, TrainConfig, read_metrics
 log = logging.getLogger(__name__)
 PARITY_IMAGES = 8
 PAPER_RECIPE = {
-    "optimizer": "SGD", "batch_size": 128, "momentum": 0.9, "weight_decay": 5e-4, "lr": 0.01,
+    "optimizer": "SGD",
+    "batch_size": 128,
+    "momentum": 0.9,
+    "weight_decay": 5e-4,
+    "lr": 0.01,
     "lr_schedule": "divide by 10 when validation error stops improving, at most 3 times",
     "augmentation": "random 224 crops of 256x256, horizontal flips, PCA colour noise (alpha ~ N(0, 0.1))",
     "init": "N(0, 0.01) weights; bias 1 in conv2, conv4, conv5, fc6, fc7; 0 elsewhere",
 }
+
+
+def machine_description(device: torch.device) -> dict[str, object]:
+    cpu = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        names = [
+            line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")
+        ]
+        cpu = names[0] if names else cpu
+    described = {
+        "platform": platform.platform(),
+        "processor": cpu,
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "device": str(device),
+    }
+    if device.type == "cuda":
+        described["gpu"] = torch.cuda.get_device_name(device)
+    return described
 
 
 @dataclass
@@ -58,10 +83,28 @@ def load_run(run_dir: Path, checkpoint: str = CHECKPOINT_BEST) -> LoadedRun:
 def deviations(cfg: TrainConfig) -> dict[str, object]:
     """Every setting that departs from the paper's recipe, by name."""
     paper = TrainConfig(data=cfg.data, out=cfg.out)
-    named = ("variant", "init", "input_scale", "batch_size", "lr", "momentum", "weight_decay", "max_lr_drops",
-             "dropout", "mean_kind", "pca_std", "resize", "crop", "warmup_epochs", "clip_grad_norm", "amp", "classes")
+    named = (
+        "variant",
+        "init",
+        "input_scale",
+        "batch_size",
+        "lr",
+        "momentum",
+        "weight_decay",
+        "max_lr_drops",
+        "dropout",
+        "mean_kind",
+        "pca_std",
+        "resize",
+        "crop",
+        "warmup_epochs",
+        "clip_grad_norm",
+        "amp",
+        "classes",
+    )
     return {k: getattr(cfg, k) for k in named if getattr(cfg, k) != getattr(paper, k) and k != "amp"} | (
-        {"amp": cfg.amp} if cfg.amp not in ("auto", "off") else {})
+        {"amp": cfg.amp} if cfg.amp not in ("auto", "off") else {}
+    )
 
 
 def evaluate_run(run: LoadedRun, split: str, device: torch.device, batch_images: int = 16) -> dict[str, EvalResult]:
@@ -76,12 +119,19 @@ def evaluate_run(run: LoadedRun, split: str, device: torch.device, batch_images:
         progress = tqdm(total=len(samples), desc=f"test {tta}", leave=False, dynamic_ncols=True)
         return progress.update
 
-    results = evaluate(torch_logits_fn(model, device), squares, labels, pre, batch_images=batch_images,
-                       progress_factory=bar)
+    results = evaluate(
+        torch_logits_fn(model, device), squares, labels, pre, batch_images=batch_images, progress_factory=bar
+    )
     run.model.to("cpu")
     for tta, result in results.items():
-        log.info("%s on %s: top-1 error %.4f, top-5 error %.4f, mean per-class accuracy %.4f", tta, split,
-                 result.top1_error, result.top5_error, result.mean_per_class_accuracy)
+        log.info(
+            "%s on %s: top-1 error %.4f, top-5 error %.4f, mean per-class accuracy %.4f",
+            tta,
+            split,
+            result.top1_error,
+            result.top5_error,
+            result.mean_per_class_accuracy,
+        )
     return results
 
 
@@ -93,17 +143,27 @@ def parity_images(run: LoadedRun, split: str) -> np.ndarray:
     return np.concatenate([pre.crops(dataset.image_dir / s.path, "center") for s in samples[::step][:PARITY_IMAGES]])
 
 
-def publish_run(run_dir: Path, store_root: Path, model_name: str, test_split: str | None = None,
-                device: str = "auto", index: bool = True, evaluate_test: bool = True) -> Path:
+def publish_run(
+    run_dir: Path,
+    store_root: Path,
+    model_name: str,
+    test_split: str | None = None,
+    device: str = "auto",
+    index: bool = True,
+    evaluate_test: bool = True,
+) -> Path:
     """Evaluate, export, check parity, publish (and index the training split); returns the version folder."""
     run = load_run(run_dir)
     split = test_split or TEST_SPLIT_OF.get(run.config.split, run.config.split)
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
+    dev = torch.device(
+        "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
+    )
     history = read_metrics(run_dir)
     metrics: dict[str, object] = {
-        "test_split": split, "epochs_trained": len(history), "best_epoch": run.epoch,
-        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-                    "torch": torch.__version__, "device": str(dev)},
+        "test_split": split,
+        "epochs_trained": len(history),
+        "best_epoch": run.epoch,
+        "machine": machine_description(dev),
     }
     if history:
         metrics["seconds_per_epoch"] = float(np.mean([r["epoch_seconds"] for r in history]))
@@ -124,8 +184,12 @@ def publish_run(run_dir: Path, store_root: Path, model_name: str, test_split: st
             name=model_name,
             labels=run.classes,
             variant=run.config.variant,
-            preprocessing=PreprocessingSpec(resize=run.config.resize, crop=run.config.crop, scale=run.config.input_scale,
-                                            mean_kind=run.config.mean_kind),
+            preprocessing=PreprocessingSpec(
+                resize=run.config.resize,
+                crop=run.config.crop,
+                scale=run.config.input_scale,
+                mean_kind=run.config.mean_kind,
+            ),
             recipe={"paper": PAPER_RECIPE, "deviations": deviations(run.config), "config": run.config.as_dict()},
             metrics=metrics,
         )
@@ -133,6 +197,7 @@ def publish_run(run_dir: Path, store_root: Path, model_name: str, test_split: st
     if index:
         from training.index import build_gallery_index
 
-        build_gallery_index(Path(store_root), model_name, version_dir.name, Path(run.config.data), run.config.split,
-                            classes=run.classes)
+        build_gallery_index(
+            Path(store_root), model_name, version_dir.name, Path(run.config.data), run.config.split, classes=run.classes
+        )
     return version_dir

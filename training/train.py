@@ -48,7 +48,9 @@ class TrainConfig:
     split: str = field(default="train30", metadata={"help": "training split file (splits/<split>.txt)"})
     val_fraction: float = field(default=0.1, metadata={"help": "share of each class held out to drive the lr schedule"})
     out: str = field(default="runs/alexnet", metadata={"help": "run folder: checkpoints, metrics log, curves"})
-    variant: str = field(default="grouped", metadata={"help": f"one of {VARIANTS}; 'single' is a deviation (one tower)"})
+    variant: str = field(
+        default="grouped", metadata={"help": f"one of {VARIANTS}; 'single' is a deviation (one tower)"}
+    )
     epochs: int = field(default=90, metadata={"help": "maximum number of epochs"})
     batch_size: int = field(default=128, metadata={"help": "global batch size (split over DDP ranks)"})
     lr: float = field(default=0.01, metadata={"help": "initial learning rate"})
@@ -56,22 +58,35 @@ class TrainConfig:
     weight_decay: float = field(default=5e-4, metadata={"help": "weight decay"})
     lr_patience: int = field(default=5, metadata={"help": "epochs without a better validation error before lr /= 10"})
     max_lr_drops: int = field(default=3, metadata={"help": "stop after this many drops once the error stops improving"})
-    warmup_epochs: float = field(default=0.0, metadata={"help": "deviation: ramp lr linearly from 0 over this many epochs (paper: 0)"})
-    clip_grad_norm: float = field(default=0.0, metadata={"help": "deviation: clip the global gradient norm to this (paper: 0, off)"})
+    warmup_epochs: float = field(
+        default=0.0, metadata={"help": "deviation: ramp lr linearly from 0 over this many epochs (paper: 0)"}
+    )
+    clip_grad_norm: float = field(
+        default=0.0, metadata={"help": "deviation: clip the global gradient norm to this (paper: 0, off)"}
+    )
     init: str = field(default="paper", metadata={"help": "'paper' (N(0, 0.01), biases 1) or 'kaiming' (a deviation)"})
-    input_scale: float = field(default=1.0, metadata={"help": "pixel values are multiplied by this before the mean is "
-                                                               "subtracted (paper: 1, raw 0..255; a deviation otherwise)"})
+    input_scale: float = field(
+        default=1.0,
+        metadata={
+            "help": "pixel values are multiplied by this before the mean is "
+            "subtracted (paper: 1, raw 0..255; a deviation otherwise)"
+        },
+    )
     dropout: float = field(default=0.5, metadata={"help": "dropout on fc6 and fc7"})
     mean_kind: str = field(default="image", metadata={"help": "'image' (the paper) or 'channel' (a deviation)"})
     pca_std: float = field(default=0.1, metadata={"help": "std of the PCA colour-noise alphas; 0 turns it off"})
     resize: int = field(default=256, metadata={"help": "side of the square images crops are taken from"})
     crop: int = field(default=224, metadata={"help": "side of the training crops"})
-    amp: str = field(default="auto", metadata={"help": "'auto' (bf16/fp16 on CUDA, off on CPU), 'bf16', 'fp16' or 'off'"})
+    amp: str = field(
+        default="auto", metadata={"help": "'auto' (bf16/fp16 on CUDA, off on CPU), 'bf16', 'fp16' or 'off'"}
+    )
     channels_last: str = field(default="auto", metadata={"help": "'auto' (on for CUDA), 'on' or 'off'"})
     device: str = field(default="auto", metadata={"help": "'auto', 'cpu', 'cuda' or 'cuda:N'"})
     threads: int = field(default=0, metadata={"help": "CPU threads for torch (0: leave torch's default)"})
     seed: int = field(default=0, metadata={"help": "random seed"})
-    max_steps_per_epoch: int = field(default=0, metadata={"help": "cap steps per epoch (0: full epochs); for smoke runs"})
+    max_steps_per_epoch: int = field(
+        default=0, metadata={"help": "cap steps per epoch (0: full epochs); for smoke runs"}
+    )
     cache: str = field(default=".cache/squares", metadata={"help": "folder for the decoded-image cache"})
     resume: bool = field(default=False, metadata={"help": "resume from <out>/last.pt when it exists"})
     classes: int = field(default=0, metadata={"help": "use only the first N classes (0: all); for small runs"})
@@ -139,16 +154,26 @@ def load_data(cfg: TrainConfig) -> Data:
     train_squares = load_squares(dataset, train, cfg.resize, Path(cfg.cache))
     val_squares = load_squares(dataset, val, cfg.resize, Path(cfg.cache))
     stats = color_stats(train_squares, cfg.mean_kind, cfg.input_scale)
-    return Data(classes, train_squares, np.array([s.label for s in train]), val_squares,
-                np.array([s.label for s in val]), stats)
+    return Data(
+        classes, train_squares, np.array([s.label for s in train]), val_squares, np.array([s.label for s in val]), stats
+    )
 
 
 def autocast(rt: Runtime):
     return torch.autocast(rt.device.type, dtype=rt.amp_dtype or torch.float32, enabled=rt.amp_dtype is not None)
 
 
-def train_one_epoch(model, optimizer, scaler, data: Data, sampler: DistributedSampler, cfg: TrainConfig,
-                    rt: Runtime, epoch: int, generator: torch.Generator) -> dict:
+def train_one_epoch(
+    model,
+    optimizer,
+    scaler,
+    data: Data,
+    sampler: DistributedSampler,
+    cfg: TrainConfig,
+    rt: Runtime,
+    epoch: int,
+    generator: torch.Generator,
+) -> dict:
     model.train()
     sampler.set_epoch(epoch)
     order = list(sampler)
@@ -180,19 +205,29 @@ def train_one_epoch(model, optimizer, scaler, data: Data, sampler: DistributedSa
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad_norm)
         scaler.step(optimizer)
         scaler.update()
-        totals += torch.stack([loss.detach() * len(idx), (logits.argmax(1) == targets).sum().float(),
-                               torch.tensor(float(len(idx)), device=rt.device)])
+        totals += torch.stack(
+            [
+                loss.detach() * len(idx),
+                (logits.argmax(1) == targets).sum().float(),
+                torch.tensor(float(len(idx)), device=rt.device),
+            ]
+        )
         if rt.is_main and (step % 5 == 0 or step == steps - 1):
             seen = totals[2].item()
             rate = seen * rt.world_size / (time.perf_counter() - start)
-            bar.set_postfix(loss=f"{totals[0].item() / seen:.3f}", acc=f"{totals[1].item() / seen:.3f}",
-                            img_s=f"{rate:.0f}")
+            bar.set_postfix(
+                loss=f"{totals[0].item() / seen:.3f}", acc=f"{totals[1].item() / seen:.3f}", img_s=f"{rate:.0f}"
+            )
     if rt.world_size > 1:
         dist.all_reduce(totals)
     elapsed = time.perf_counter() - start
     loss_sum, correct, seen = totals.tolist()
-    return {"train_loss": loss_sum / seen, "train_top1_acc": correct / seen, "epoch_seconds": elapsed,
-            "images_per_second": seen / elapsed}
+    return {
+        "train_loss": loss_sum / seen,
+        "train_top1_acc": correct / seen,
+        "epoch_seconds": elapsed,
+        "images_per_second": seen / elapsed,
+    }
 
 
 @torch.no_grad()
@@ -234,13 +269,23 @@ def train(cfg: TrainConfig) -> Path:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(json.dumps(cfg.as_dict(), indent=2))
         log.info("config: %s", json.dumps(cfg.as_dict()))
-        log.info("device %s, world size %d, amp %s, channels_last %s", rt.device, rt.world_size, rt.amp_dtype,
-                 rt.channels_last)
+        log.info(
+            "device %s, world size %d, amp %s, channels_last %s",
+            rt.device,
+            rt.world_size,
+            rt.amp_dtype,
+            rt.channels_last,
+        )
     data = load_data(cfg)
     if rt.is_main:
         np.save(out / "mean.npy", data.stats.mean)
-        log.info("%d classes, %d training and %d validation images; PCA eigenvalues %s", len(data.classes),
-                 len(data.train_labels), len(data.val_labels), np.round(data.stats.eigvals, 2).tolist())
+        log.info(
+            "%d classes, %d training and %d validation images; PCA eigenvalues %s",
+            len(data.classes),
+            len(data.train_labels),
+            len(data.val_labels),
+            np.round(data.stats.eigvals, 2).tolist(),
+        )
     pre = Preprocessor(mean=data.stats.mean, resize=cfg.resize, crop=cfg.crop, scale=cfg.input_scale)
 
     model = build_alexnet(len(data.classes), cfg.variant, cfg.dropout, cfg.init).to(rt.device)
@@ -264,8 +309,14 @@ def train(cfg: TrainConfig) -> Path:
             log.info("resumed from %s at epoch %d", last, state["epoch"])
 
     net = DistributedDataParallel(model) if rt.world_size > 1 else model
-    sampler = DistributedSampler(range(len(data.train_labels)), num_replicas=rt.world_size, rank=rt.rank,
-                                 shuffle=True, seed=cfg.seed, drop_last=True)
+    sampler = DistributedSampler(
+        range(len(data.train_labels)),
+        num_replicas=rt.world_size,
+        rank=rt.rank,
+        shuffle=True,
+        seed=cfg.seed,
+        drop_last=True,
+    )
     generator = torch.Generator().manual_seed(cfg.seed * 1000 + rt.rank)
     for epoch in range(state["epoch"], cfg.epochs):
         if epoch:  # the augmentation draws depend only on (seed, epoch), so a resumed run draws the same
@@ -285,11 +336,21 @@ def train(cfg: TrainConfig) -> Path:
         if rt.is_main:
             with open(out / METRICS_LOG, "a") as fh:
                 fh.write(json.dumps(record) + "\n")
-            log.info("epoch %d: %s", epoch + 1, {k: round(v, 4) if isinstance(v, float) else v for k, v in record.items()})
-            ckpt = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "state": state,
-                    "config": cfg.as_dict(), "classes": data.classes, "rng": torch.get_rng_state(), "mean": data.stats.mean,
-                    "pca": {"eigvals": data.stats.eigvals, "eigvecs": data.stats.eigvecs}}
+            log.info(
+                "epoch %d: %s", epoch + 1, {k: round(v, 4) if isinstance(v, float) else v for k, v in record.items()}
+            )
+            ckpt = {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict(),
+                "state": state,
+                "config": cfg.as_dict(),
+                "classes": data.classes,
+                "rng": torch.get_rng_state(),
+                "mean": data.stats.mean,
+                "pca": {"eigvals": data.stats.eigvals, "eigvecs": data.stats.eigvecs},
+            }
             save_checkpoint(last, **ckpt)
             if improved:
                 save_checkpoint(out / CHECKPOINT_BEST, **ckpt)

@@ -1,5 +1,8 @@
-"""One router per concern; ``ROUTERS`` is what the app includes."""
+"""One router per concern. ``ROUTERS`` are the API (with ``require_key_for_reads`` every route of
+theirs needs the X-API-Key); ``OPEN_ROUTERS`` (health, readiness, metrics) never do: probes and
+scrapers send no key."""
 
-from service.routes import classify, gallery, health, models, similar
+from service.routes import admin, classify, gallery, health, models, similar
 
-ROUTERS = (classify.router, similar.router, gallery.router, models.router, health.router)
+ROUTERS = (classify.router, similar.router, gallery.router, models.router, admin.router)
+OPEN_ROUTERS = (health.router,)

@@ -84,7 +84,7 @@ async def remove_from_index(item_id: ItemId, retrieval: RetrievalDep) -> IndexDe
     "/gallery/{item_id}/thumbnail",
     name="gallery_thumbnail",
     response_class=Response,
-    responses={200: {"content": {"image/jpeg": {}}, "description": "JPEG thumbnail"}, **error_responses(404, 422)},
+    responses={200: {"content": {"image/jpeg": {}}, "description": "JPEG thumbnail"}, **error_responses(404, 422, 503)},
 )
 def gallery_thumbnail(item_id: ItemId, retrieval: RetrievalDep) -> Response:
     # ids are never reused, so a thumbnail never changes

@@ -1,7 +1,5 @@
 """The SDK and the CLI end to end against the real service (a small published model served on
-loopback by the ``live_server_url`` fixture of tests/conftest.py, API key in ``api_key``).
-
-Skipped while tests/conftest.py does not define those fixtures.
+loopback by the ``live_service`` fixture of tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -28,21 +26,14 @@ from alexnet_client.types import Classification, ModelInfo
 from PIL import Image
 
 
-def _fixture_or_skip(request: pytest.FixtureRequest, name: str) -> str:
-    try:
-        return request.getfixturevalue(name)
-    except pytest.FixtureLookupError:
-        pytest.skip(f"tests/conftest.py does not provide the {name!r} fixture yet")
+@pytest.fixture
+def live_url(live_service) -> str:
+    return live_service.url
 
 
 @pytest.fixture
-def live_url(request: pytest.FixtureRequest) -> str:
-    return _fixture_or_skip(request, "live_server_url")
-
-
-@pytest.fixture
-def live_key(request: pytest.FixtureRequest) -> str:
-    return _fixture_or_skip(request, "api_key")
+def live_key(live_service) -> str:
+    return live_service.api_key
 
 
 @pytest.fixture
