@@ -76,6 +76,7 @@ class Phase:
     latencies: dict[int, list[float]] = field(default_factory=lambda: collections.defaultdict(list))
     without_retry_after: int = 0  # 503s that lack the header
     transport_errors: int = 0  # connection errors and client timeouts
+    rss_after: float = 0.0  # server VmRSS (MiB) at the end of the phase
 
     @property
     def requests(self) -> int:
@@ -148,6 +149,7 @@ async def run_load(
     try:
         for name, clients in (("below max_queue", below), ("above max_queue", above)):
             phases.append(await run_phase(url, Phase(name, clients), seconds, image, tta, timeout, retry_pause))
+            phases[-1].rss_after = rss_mib(pid)
     finally:
         sampler.cancel()
     end = rss_mib(pid)
@@ -157,14 +159,14 @@ async def run_load(
 def table(report: Report) -> str:
     rows = [
         "| phase | clients | s | requests | 200 | 503 | failed | 503 without Retry-After "
-        "| 200 p50 / p99 ms | 503 p50 / p99 ms |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| 200 p50 / p99 ms | 503 p50 / p99 ms | VmRSS after, MiB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for p in report.phases:
         rows.append(
             f"| {p.name} | {p.clients} | {p.seconds:.0f} | {p.requests} | {p.statuses[200]} | {p.statuses[503]} "
             f"| {p.failed} | {p.without_retry_after} | {p.ms(200, 50):.0f} / {p.ms(200, 99):.0f} "
-            f"| {p.ms(503, 50):.1f} / {p.ms(503, 99):.1f} |"
+            f"| {p.ms(503, 50):.1f} / {p.ms(503, 99):.1f} | {p.rss_after:.0f} |"
         )
     rows.append("")
     rows.append(
@@ -215,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--above", type=int, help="clients above capacity (default: 4 x max_queue)")
     parser.add_argument("--seconds", type=float, default=20, help="length of each phase")
     parser.add_argument("--tta", choices=["ten_crop", "center"], default="ten_crop")
+    parser.add_argument("--retry-pause", type=float, default=0.01, help="a client's pause after a 503, seconds")
     parser.add_argument("--image", type=Path, default=DEFAULT_IMAGE, help="the JPEG every request sends")
     parser.add_argument("--output", type=Path, help="also write the report (markdown) here")
     args = parser.parse_args(argv)
@@ -232,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         report = asyncio.run(
             run_load(
                 url, pid, args.below or args.max_queue, args.above or 4 * args.max_queue, args.seconds,
-                args.image.read_bytes(), args.tta,
+                args.image.read_bytes(), args.tta, retry_pause=args.retry_pause,
             )
         )  # fmt: skip
     finally:
@@ -245,7 +248,8 @@ def main(argv: list[str] | None = None) -> int:
             f"- machine: {machine()}; load average before the run (1/5/15 min): "
             + " / ".join(f"{x:.2f}" for x in load_before),
             f"- server: max_queue {args.max_queue}, other settings default; /classify tta={args.tta}, "
-            f"one {args.image.name} ({args.image.stat().st_size} bytes) per request, {args.seconds:.0f} s per phase",
+            f"one {args.image.name} ({args.image.stat().st_size} bytes) per request, {args.seconds:.0f} s per phase, "
+            f"{args.retry_pause:g} s pause after a 503",
             "",
             table(report),
             "",

@@ -133,9 +133,10 @@ async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    # Starlette re-raises it after this answer, so the server logs the traceback
+    # Starlette re-raises it after this answer, so the server logs the traceback; uvicorn then
+    # closes the connection, which the answer announces: a client that reused it would be reset
     log.error("unhandled %s on %s %s", type(exc).__name__, request.method, request.url.path)
-    return error_response(500, "internal_error", "internal server error")
+    return error_response(500, "internal_error", "internal server error", {"Connection": "close"})
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -45,7 +45,12 @@ def png_rgb48(img: Image.Image) -> bytes:
     rows = (np.asarray(img.convert("RGB"), dtype=">u2") * 257).reshape(img.height, -1)
     raw = b"".join(b"\x00" + row.tobytes() for row in rows)
     ihdr = struct.pack(">IIBBBBB", img.width, img.height, 16, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", zlib.compress(raw)) + png_chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + png_chunk(b"IHDR", ihdr)
+        + png_chunk(b"IDAT", zlib.compress(raw))
+        + png_chunk(b"IEND", b"")
+    )
 
 
 def with_png_chunks(png: bytes, chunks: list[bytes]) -> bytes:

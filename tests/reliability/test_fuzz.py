@@ -34,6 +34,28 @@ REQUEST_TIMEOUT_S = 30
 RSS_GROWTH_LIMIT_MIB = 300  # the under-the-limit 19-megapixel image is really decoded (three times)
 
 
+def hostile_multipart(jpeg: bytes) -> dict[str, dict]:
+    """Request bodies that attack the form parser rather than the image decoder."""
+    image = ("a.jpg", jpeg, "image/jpeg")
+    raw = {"headers": {"content-type": "multipart/form-data; boundary=xx"}}
+    return {
+        "1500 fields": {"data": {f"f{i}": "x" for i in range(1500)}, "files": {"files": image}},
+        "1200 files": {"files": [("files", (f"{i}.jpg", b"x", "image/jpeg")) for i in range(1200)]},
+        "2 MB text field": {"data": {"tta": "a" * (2 << 20)}, "files": {"files": image}},
+        "no boundary": {"content": b"--xx\r\n", "headers": {"content-type": "multipart/form-data"}},
+        "no closing boundary": {"content": b"--xx\r\nContent-Disposition: form-data; name=files\r\n\r\nab", **raw},
+        "100 kB file name": {
+            "content": b'--xx\r\nContent-Disposition: form-data; name="files"; filename="'
+            + b"a" * 100_000
+            + b'"\r\n\r\nabc\r\n--xx--\r\n',
+            **raw,
+        },  # fmt: skip
+        "files as text fields": {"data": {"files": ["abc", "def"]}},
+        "control characters in the file name": {"files": {"files": ("\u202e\x00../../x.jpg", b"zz", "image/jpeg")}},
+        "top_k beyond int64": {"params": {"top_k": "9" * 30}, "files": {"files": image}},
+    }
+
+
 def test_malformed_images_get_documented_answers(start_service, private_store: Path, photo_jpeg: bytes) -> None:
     server = start_service(private_store, **FUZZ_SETTINGS)
     images = corpus(photo_jpeg)
@@ -60,12 +82,20 @@ def test_malformed_images_get_documented_answers(start_service, private_store: P
         # one bad file fails the whole request, names it, and adds nothing
         bomb = images["bomb-20000x20000.png"][0]
         mixed = [("files", ("good.jpg", photo_jpeg, "image/jpeg")), ("files", ("bomb.png", bomb, "image/png"))]
-        error = assert_error(http.post("/index", files=mixed, data={"labels": "x"}, headers=KEY), 413, "image_too_large")
+        error = assert_error(
+            http.post("/index", files=mixed, data={"labels": "x"}, headers=KEY), 413, "image_too_large"
+        )
         assert "bomb.png" in error["message"]
         assert http.get("/readyz").json()["gallery_size"] == size + len(added)
+        for name, request in hostile_multipart(photo_jpeg).items():
+            response = http.post("/classify", **request)
+            tally[response.status_code] += 1
+            assert response.status_code in (400, 413, 415, 422), (name, response.text)
+            assert_error(response, response.status_code)  # the form parser's limits, answered as JSON
         assert http.post("/classify", files={"files": ("ok.jpg", photo_jpeg, "image/jpeg")}).status_code == 200
     growth = rss_mib(server.process.pid) - rss_start
-    print(f"\nmalformed corpus: {len(images)} files x {len(UPLOAD_ROUTES)} routes, answers {dict(sorted(tally.items()))}, "
+    answers = dict(sorted(tally.items()))
+    print(f"\nmalformed corpus: {len(images)} files x {len(UPLOAD_ROUTES)} routes, answers {answers}, "
           f"server RSS {rss_start:.0f} MiB -> +{growth:.0f} MiB")  # fmt: skip
     assert growth < RSS_GROWTH_LIMIT_MIB
     assert server.process.poll() is None and "Traceback" not in server.log()

@@ -1,5 +1,6 @@
-"""/classify answers exactly what the offline computation gives: the shared preprocessing, an
-ONNX Runtime session and the mean of the crops' softmax (training/evaluate.py computes the same)."""
+"""/classify answers what the offline evaluation computes: training/evaluate.py's
+``predict_probabilities`` (the shared preprocessing, the published ONNX model in ONNX Runtime and
+the mean of the crops' softmax) on the same Caltech-101 test images. One preprocessing, two callers."""
 
 from __future__ import annotations
 
@@ -8,22 +9,23 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from model_store.preprocessing import average_crop_probabilities
+from model_store.preprocessing import decode_image, resize_center_crop
 from model_store.store import load_version
+from training.evaluate import onnx_logits_fn, predict_probabilities
 from training.index import gallery_images
 
 
 @pytest.mark.parametrize("tta", ["ten_crop", "center"])
-def test_classify_equals_the_offline_computation(client: httpx.Client, live_service, tta: str) -> None:
+def test_classify_equals_the_offline_evaluation(client: httpx.Client, live_service, tta: str) -> None:
     model = load_version(live_service.model.store_root, live_service.model.name)
     preprocessor = model.preprocessor()
     session = ort.InferenceSession(str(model.model_path), providers=["CPUExecutionProvider"])
     test_images = gallery_images(live_service.model.data_root, "test30", live_service.model.classes, per_class=1)
-    for label, path in test_images:
-        crops = preprocessor.crops(path, tta)
-        (logits,) = session.run(["logits"], {"images": crops})
-        expected = average_crop_probabilities(logits, len(crops))[0]
+    squares = np.stack([resize_center_crop(decode_image(path), preprocessor.resize) for _, path in test_images])
+    offline = predict_probabilities(onnx_logits_fn(session), squares, preprocessor, tta)
+    assert offline.shape == (len(test_images), len(model.manifest.labels))
 
+    for (label, path), expected in zip(test_images, offline, strict=True):
         files = {"files": (path.name, path.read_bytes(), "image/jpeg")}
         response = client.post("/classify", files=files, data={"tta": tta, "top_k": "5"})
         assert response.status_code == 200, response.text
