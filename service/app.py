@@ -15,7 +15,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from service.deps import require_api_key
 from service.errors import install_error_handlers
 from service.metrics import Metrics, MetricsMiddleware
-from service.routes import OPEN_ROUTERS, ROUTERS, web
+from service.routes import OPEN_ROUTERS, ROUTERS
 from service.routes.responses import error_responses
 from service.serving import bind_gauges, open_version
 from service.settings import Settings, get_settings
@@ -62,6 +62,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(
             router, dependencies=key_for_reads, responses=error_responses(401, 403) if key_for_reads else None
         )
-    for router in (*OPEN_ROUTERS, web.router):
+    for router in OPEN_ROUTERS:
         app.include_router(router)
     return app

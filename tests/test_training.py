@@ -240,3 +240,11 @@ def test_train_command_evaluates_exports_and_publishes(tmp_path):
     assert manifest.metrics["onnx_parity"]["rel_logits"] < 1e-4
     assert json.loads((version.path / "metrics.json").read_text())["test"] == test
     assert version.preprocessor().mean.shape == (256, 256, 3)
+
+
+def test_train_command_without_the_dataset_fails_clearly(tmp_path, capsys):
+    code = alexnet_cli(["train", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "run")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "dataset not found" in err and "ALEXNET_DATA" in err
+    assert not (tmp_path / "run").exists()  # nothing written before the data is there

@@ -47,18 +47,21 @@ class ImageFolder:
         images = self.root / "images"
         return images if images.is_dir() else self.root
 
+    def _require(self) -> None:
+        if not self.image_dir.is_dir():
+            raise DatasetError(
+                f"dataset not found at {self.root}: expected an ImageFolder layout (images/<class>/*.jpg); "
+                "set --data or ALEXNET_DATA to its path"
+            )
+
     def classes(self) -> list[str]:
+        self._require()
         listed = self.root / "classes.txt"
         if listed.is_file():
             return [line.strip() for line in listed.read_text().splitlines() if line.strip()]
         return sorted(p.name for p in self.image_dir.iterdir() if p.is_dir())
 
     def samples(self, split: str | None = None) -> list[Sample]:
-        if not self.image_dir.is_dir():
-            raise DatasetError(
-                f"dataset not found at {self.root}: expected an ImageFolder layout (images/<class>/*.jpg); "
-                "set --data or ALEXNET_DATA to its path"
-            )
         index = {name: i for i, name in enumerate(self.classes())}
         if split is None:
             paths = sorted(

@@ -265,6 +265,7 @@ def train(cfg: TrainConfig) -> Path:
     rt = setup_runtime(cfg)
     torch.manual_seed(cfg.seed + rt.rank)
     out = Path(cfg.out)
+    data = load_data(cfg)  # first: a missing dataset fails before anything is written
     if rt.is_main:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(json.dumps(cfg.as_dict(), indent=2))
@@ -276,15 +277,13 @@ def train(cfg: TrainConfig) -> Path:
             rt.amp_dtype,
             rt.channels_last,
         )
-    data = load_data(cfg)
-    if rt.is_main:
         np.save(out / "mean.npy", data.stats.mean)
         log.info(
             "%d classes, %d training and %d validation images; PCA eigenvalues %s",
             len(data.classes),
             len(data.train_labels),
             len(data.val_labels),
-            np.round(data.stats.eigvals, 2).tolist(),
+            [float(f"{v:.4g}") for v in data.stats.eigvals],
         )
     pre = Preprocessor(mean=data.stats.mean, resize=cfg.resize, crop=cfg.crop, scale=cfg.input_scale)
 
