@@ -99,12 +99,12 @@ def deviations(cfg: TrainConfig) -> dict[str, object]:
         "crop",
         "warmup_epochs",
         "clip_grad_norm",
-        "amp",
         "classes",
     )
-    return {k: getattr(cfg, k) for k in named if getattr(cfg, k) != getattr(paper, k) and k != "amp"} | (
-        {"amp": cfg.amp} if cfg.amp not in ("auto", "off") else {}
-    )
+    found = {k: getattr(cfg, k) for k in named if getattr(cfg, k) != getattr(paper, k)}
+    if cfg.amp in ("bf16", "fp16"):  # forced mixed precision; "auto" (AMP on CUDA only) is in the machine record
+        found["amp"] = cfg.amp
+    return found
 
 
 def evaluate_run(run: LoadedRun, split: str, device: torch.device, batch_images: int = 16) -> dict[str, EvalResult]:
