@@ -79,11 +79,17 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def decode_image(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+def decode_image(
+    source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS, draft_min_side: int = 0
+) -> Image.Image:
     """Decode to an upright 8-bit RGB image.
 
     The pixel limit is checked on the declared size, before any pixel is decoded, so a small file
     declaring a huge image is refused without allocating it. Animated images use their first frame.
+
+    ``draft_min_side`` > 0 lets libjpeg decode a JPEG at 1/2, 1/4 or 1/8 scale (its DCT-domain
+    "draft" mode) while both sides stay at least that long: a 4000x3000 photo wanted at 256 decodes
+    as 500x375, several times faster. Other formats, and JPEGs under twice that size, decode in full.
     """
     img = _open(source)
     width, height = img.size
@@ -92,6 +98,8 @@ def decode_image(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS) -> I
     if width * height > max_pixels:
         raise ImageTooLargeError(f"image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}")
     try:
+        if draft_min_side > 0 and img.format == "JPEG" and min(width, height) >= 2 * draft_min_side:
+            img.draft(img.mode, (draft_min_side, draft_min_side))
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img.load()
@@ -147,6 +155,9 @@ class Preprocessor:
     crop: int = 224
     scale: float = 1.0
     max_pixels: int = DEFAULT_MAX_PIXELS
+    # True: JPEGs of at least twice ``resize`` decode at reduced scale (see decode_image). Off in
+    # training and evaluation; a serving option, measured by benchmarks/bench_decode.py.
+    jpeg_draft: bool = False
 
     def __post_init__(self) -> None:
         mean = np.asarray(self.mean, dtype=np.float32)
@@ -158,7 +169,8 @@ class Preprocessor:
 
     def square(self, source: ImageSource) -> np.ndarray:
         """Decoded, rescaled and centre-cropped: uint8 [resize, resize, 3]."""
-        return resize_center_crop(decode_image(source, self.max_pixels), self.resize)
+        draft = self.resize if self.jpeg_draft else 0
+        return resize_center_crop(decode_image(source, self.max_pixels, draft), self.resize)
 
     def normalize(self, square: np.ndarray) -> np.ndarray:
         """uint8 HWC -> float32 CHW, scaled and mean-subtracted."""

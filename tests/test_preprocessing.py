@@ -253,6 +253,26 @@ def test_exif_orientation_is_applied() -> None:
     assert min(int(v) for v in out.getpixel((10, 37))) > 200
 
 
+def test_jpeg_draft_decodes_large_photos_smaller_and_nearly_the_same() -> None:
+    photo = Image.open(CALTECH_SAMPLES[0]).convert("RGB").resize((2400, 1800), Image.Resampling.BICUBIC)
+    data = encode(photo, "JPEG", quality=90)
+    assert decode_image(data).size == (2400, 1800)
+    drafted = decode_image(data, draft_min_side=256)
+    assert drafted.size == (600, 450)  # 1/4 scale: the smallest libjpeg scale that keeps both sides >= 256
+    full = resize_center_crop(decode_image(data), 256).astype(np.int16)
+    fast = resize_center_crop(drafted, 256).astype(np.int16)
+    assert np.abs(full - fast).mean() < 2.0  # of 255: a re-sampling difference, not a different picture
+    pre = Preprocessor(mean=np.zeros(3, np.float32), jpeg_draft=True)
+    np.testing.assert_array_equal(pre.square(data), fast.astype(np.uint8))
+
+
+def test_jpeg_draft_leaves_small_images_and_other_formats_alone() -> None:
+    small = CALTECH_SAMPLES[0].read_bytes()  # about 300x200: under twice 256
+    assert decode_image(small, draft_min_side=256).tobytes() == decode_image(small).tobytes()
+    png = encode(Image.new("RGB", (1200, 900), (10, 200, 30)), "PNG")
+    assert decode_image(png, draft_min_side=256).size == (1200, 900)
+
+
 def test_animated_gif_uses_the_first_frame() -> None:
     palette = [255, 0, 0, 0, 255, 0, 0, 0, 255] + [0] * (256 * 3 - 9)
     frames = []

@@ -199,6 +199,12 @@ def test_resume_continues_exactly(tmp_path):
     assert (resumed / "curves.png").stat().st_size > 0
 
 
+def test_time_limit_stops_after_the_epoch_that_passes_it(tmp_path):
+    run = train(small_config(tmp_path, epochs=5, time_limit_minutes=1e-6))
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 1
+    assert torch.load(run / "last.pt", weights_only=False)["state"]["epoch"] == 1
+
+
 def test_train_command_evaluates_exports_and_publishes(tmp_path):
     store = tmp_path / "store"
     code = alexnet_cli(

@@ -22,7 +22,6 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from model_store.gallery import Gallery, make_thumbnail
 from model_store.preprocessing import decode_image, resize_center_crop
 from model_store.store import INDEX_DIR, fsync_path, load_version
 
@@ -76,6 +75,8 @@ def build_gallery_index(
 ) -> Path:
     """Compute centre-crop fc7 vectors of the split's images with the published model and write the
     gallery into the version folder; returns the index folder."""
+    from model_store.gallery import Gallery, make_thumbnail  # FAISS: not needed to train or export
+
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     data_root = Path(data_root)

@@ -4,7 +4,8 @@
 Reads top to bottom: ``TrainConfig`` (every option, with help), ``train_one_epoch``,
 ``validate``, ``train(config)``. Runs on one CPU or GPU, or on several GPUs under torchrun (DDP:
 ranks from the environment, only rank 0 logs and saves). On CUDA: mixed precision (bf16 where
-supported, else fp16 with a grad scaler) and channels_last by default.
+supported, else fp16 with a grad scaler) by default; channels_last is an option, off by default
+because it made AlexNet's steps 11-12% slower on an H100 (benchmarks/results/gpu_h100.md).
 """
 
 from __future__ import annotations
@@ -80,7 +81,10 @@ class TrainConfig:
     amp: str = field(
         default="auto", metadata={"help": "'auto' (bf16/fp16 on CUDA, off on CPU), 'bf16', 'fp16' or 'off'"}
     )
-    channels_last: str = field(default="auto", metadata={"help": "'auto' (on for CUDA), 'on' or 'off'"})
+    channels_last: str = field(
+        default="off",
+        metadata={"help": "'on', 'off' or 'auto' (on for CUDA); NHWC was 11-12%% slower for AlexNet on an H100"},
+    )
     device: str = field(default="auto", metadata={"help": "'auto', 'cpu', 'cuda' or 'cuda:N'"})
     threads: int = field(default=0, metadata={"help": "CPU threads for torch (0: leave torch's default)"})
     seed: int = field(default=0, metadata={"help": "random seed"})
@@ -90,6 +94,9 @@ class TrainConfig:
     cache: str = field(default=".cache/squares", metadata={"help": "folder for the decoded-image cache"})
     resume: bool = field(default=False, metadata={"help": "resume from <out>/last.pt when it exists"})
     classes: int = field(default=0, metadata={"help": "use only the first N classes (0: all); for small runs"})
+    time_limit_minutes: float = field(
+        default=0.0, metadata={"help": "stop after the epoch that passes this much training time (0: no limit)"}
+    )
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -317,6 +324,7 @@ def train(cfg: TrainConfig) -> Path:
         drop_last=True,
     )
     generator = torch.Generator().manual_seed(cfg.seed * 1000 + rt.rank)
+    started = time.perf_counter()
     for epoch in range(state["epoch"], cfg.epochs):
         if epoch:  # the augmentation draws depend only on (seed, epoch), so a resumed run draws the same
             generator.manual_seed(cfg.seed * 1000 + rt.rank + epoch)
@@ -357,6 +365,10 @@ def train(cfg: TrainConfig) -> Path:
         if state["lr_drops"] > cfg.max_lr_drops:
             if rt.is_main:
                 log.info("validation error stopped improving after %d lr drops: stopping", cfg.max_lr_drops)
+            break
+        if cfg.time_limit_minutes and time.perf_counter() - started > cfg.time_limit_minutes * 60:
+            if rt.is_main:
+                log.info("time limit of %g minutes reached after epoch %d: stopping", cfg.time_limit_minutes, epoch + 1)
             break
     if rt.world_size > 1:
         dist.destroy_process_group()
