@@ -79,9 +79,7 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def decode_image(
-    source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS, draft_min_side: int = 0
-) -> Image.Image:
+def decode_image(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS, draft_min_side: int = 0) -> Image.Image:
     """Decode to an upright 8-bit RGB image.
 
     The pixel limit is checked on the declared size, before any pixel is decoded, so a small file
