@@ -1,11 +1,13 @@
-"""Service throughput and latency next to raw ONNX Runtime, measured in one run on this machine.
+"""Service throughput and latency next to the raw engines, measured in one run on this machine.
 
 For /classify (ten_crop and center) and /similar (center) at 1, 4 and 16 concurrent clients, each
 request carrying one real Caltech-101 test image, it measures images/s and p50/p99 latency
-against a real server (``python -m service``) on loopback. The baseline is ONNX Runtime alone
-(same session options as the service, no HTTP, no decoding) on the batch shape a perfect batcher
-would form: ``clients`` images of 10 or 1 crops (at most batch_max_size crops). The ratio is
-service img/s / raw img/s.
+against a real server (``python -m service``) on loopback. The baseline is the raw engines, no
+HTTP, no decoding: ONNX Runtime (same session options as the service) and, for /similar, one FAISS
+search of the batch's vectors, on the batch shape a perfect batcher would form: ``clients`` images
+of 10 or 1 crops (at most batch_max_size crops). The ratio is service img/s / raw img/s. The load
+generator replays pre-built requests over keep-alive connections, so it costs the server's cores
+little; its CPU time and the server's, per request, are in the table.
 
 Needs a published model (/similar searches the version's gallery, if it has one). Bounded:
 ``--requests`` per scenario and ``--max-seconds`` for each measurement.
@@ -25,6 +27,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +38,7 @@ import onnxruntime as ort
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from model_store.gallery import Gallery  # noqa: E402
 from model_store.store import load_version  # noqa: E402
 from service.engine import OnnxModel  # noqa: E402
 from service.settings import Settings  # noqa: E402
@@ -43,6 +47,7 @@ from training.index import gallery_images  # noqa: E402
 log = logging.getLogger("bench_service")
 SCENARIOS = (("/classify", "ten_crop"), ("/classify", "center"), ("/similar", "center"))
 CROPS = {"ten_crop": 10, "center": 1}
+DEFAULT_K = 6  # /similar's default k, what the load test asks for
 MIN_RAW_SECONDS = 2.0
 
 
@@ -57,6 +62,8 @@ class Result:
     p50_ms: float
     p99_ms: float
     raw_images_per_s: float
+    client_cpu_ms: float  # the load generator's CPU time per request
+    server_cpu_ms: float  # the service process's CPU time per image (all its threads)
 
 
 def machine() -> str:
@@ -77,15 +84,21 @@ def load_images(data_root: Path, count: int) -> list[tuple[str, bytes]]:
     return [(p.name, p.read_bytes()) for p in paths]
 
 
-def raw_throughput(model: OnnxModel, crops: np.ndarray, images: int, min_images: int, max_seconds: float) -> float:
-    """Images/s of ONNX Runtime alone on batches of ``images`` images (``crops`` rows): at least
-    ``min_images`` and MIN_RAW_SECONDS, at most ``max_seconds``."""
-    model.run(crops)  # warm-up for this shape
+def raw_throughput(run: Callable[[], object], images: int, min_images: int, max_seconds: float) -> float:
+    """Images/s of ``run()`` (one batch of ``images`` images): at least ``min_images`` and
+    MIN_RAW_SECONDS, at most ``max_seconds``."""
+    run()  # warm-up for this shape
     done, started = 0, time.perf_counter()
     while (elapsed := time.perf_counter() - started) < max_seconds and (done < min_images or elapsed < MIN_RAW_SECONDS):
-        model.run(crops)
+        run()
         done += images
     return done / (time.perf_counter() - started)
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """user + system CPU seconds of a process, all threads (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -106,6 +119,7 @@ def start_server(args: argparse.Namespace, port: int, log_path: Path) -> subproc
         "ALEXNET_LOG_LEVEL": "warning",
         "ALEXNET_PROVIDERS": "cpu",
     }
+    env |= dict(item.split("=", 1) for item in args.env)
     with open(log_path, "wb") as out:
         process = subprocess.Popen([sys.executable, "-m", "service"], cwd=REPO_ROOT, env=env, stdout=out, stderr=out)
     deadline = time.monotonic() + 180
@@ -122,56 +136,90 @@ def start_server(args: argparse.Namespace, port: int, log_path: Path) -> subproc
     raise RuntimeError("the service was not ready in 180 s")
 
 
+def multipart_request(route: str, field: str, name: str, data: bytes, param: str, mode: str) -> bytes:
+    """One complete HTTP/1.1 request (keep-alive) with a multipart body, built once and replayed."""
+    boundary = "benchboundary7d1c0f"
+    body = b"".join(
+        [
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{param}"\r\n\r\n{mode}\r\n'.encode(),
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{name}"\r\n'.encode(),
+            b"Content-Type: image/jpeg\r\n\r\n",
+            data,
+            f"\r\n--{boundary}--\r\n".encode(),
+        ]
+    )
+    head = (
+        f"POST {route} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary={boundary}\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, bool, bytes]:
+    """(status, connection closes, body) of one HTTP/1.1 response with a Content-Length."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
+    body = await reader.readexactly(int(headers.get("content-length", "0")))
+    return status, headers.get("connection", "").lower() == "close", body
+
+
 async def load_test(
-    url: str, route: str, mode: str, clients: int, images: list[tuple[str, bytes]], requests: int, max_seconds: float
-) -> tuple[list[float], int, float]:
-    """(latencies in s of the successful requests, errors, wall seconds)."""
+    port: int, route: str, mode: str, clients: int, images: list[tuple[str, bytes]], requests: int, max_seconds: float
+) -> tuple[list[float], int, float, float]:
+    """(latencies in s of the successful requests, errors, wall seconds, this process's CPU seconds).
+
+    A lean load generator: each client holds one keep-alive connection and replays pre-built
+    requests, parsing only the status line and headers, so on a machine this small the client
+    costs the server as little CPU as possible (its CPU time is reported next to the results)."""
     field, param = ("files", "tta") if route == "/classify" else ("file", "feature")
+    payloads = [multipart_request(route, field, name, data, param, mode) for name, data in images]
     latencies: list[float] = []
     errors = 0
     issued = 0
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
 
-    async with httpx.AsyncClient(base_url=url, timeout=300, limits=limits) as http:
+    async def client(warmup: bool) -> None:
+        nonlocal errors, issued
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            while warmup or (issued < requests and time.perf_counter() < deadline):
+                i = issued
+                issued += not warmup
+                started = time.perf_counter()
+                writer.write(payloads[i % len(payloads)])
+                status, closes, body = await read_response(reader)
+                if warmup:
+                    return
+                if status == 200:
+                    latencies.append(time.perf_counter() - started)
+                else:
+                    errors += 1
+                    log.warning("%s %s: %d %s", route, mode, status, body[:200])
+                if closes:
+                    writer.close()
+                    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        finally:
+            writer.close()
 
-        async def one(i: int) -> None:
-            nonlocal errors
-            name, data = images[i % len(images)]
-            started = time.perf_counter()
-            response = await http.post(route, files={field: (name, data, "image/jpeg")}, data={param: mode})
-            if response.status_code == 200:
-                latencies.append(time.perf_counter() - started)
-            else:
-                errors += 1
-                log.warning("%s %s: %d %s", route, mode, response.status_code, response.text[:200])
-
-        await asyncio.gather(*(one(i) for i in range(min(clients, 2))))  # warm connections, not counted
-        latencies.clear()
-        errors = 0
-        deadline = time.perf_counter() + max_seconds
-        started = time.perf_counter()
-
-        async def worker() -> None:
-            nonlocal issued
-            while issued < requests and time.perf_counter() < deadline:
-                issued += 1
-                await one(issued)
-
-        await asyncio.gather(*(worker() for _ in range(clients)))
-        return latencies, errors, time.perf_counter() - started
+    await asyncio.gather(*(client(True) for _ in range(min(clients, 2))))  # warm the server's path, not counted
+    deadline = time.perf_counter() + max_seconds
+    cpu, started = time.process_time(), time.perf_counter()
+    await asyncio.gather(*(client(False) for _ in range(clients)))
+    return latencies, errors, time.perf_counter() - started, time.process_time() - cpu
 
 
 def table(results: list[Result]) -> str:
     rows = [
         "| route | tta / feature | clients | requests | errors | service img/s | p50 ms | p99 ms "
-        "| raw ORT img/s (same batch) | ratio |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| raw engine img/s (same batch) | ratio | server CPU ms/img | client CPU ms/req |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         rows.append(
             f"| {r.route} | {r.mode} | {r.clients} | {r.requests} | {r.errors} | {r.images_per_s:.1f} "
             f"| {r.p50_ms:.0f} | {r.p99_ms:.0f} | {r.raw_images_per_s:.1f} "
-            f"| {r.images_per_s / r.raw_images_per_s:.2f} |"
+            f"| {r.images_per_s / r.raw_images_per_s:.2f} | {r.server_cpu_ms:.0f} | {r.client_cpu_ms:.1f} |"
         )
     return "\n".join(rows)
 
@@ -187,6 +235,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=64, help="requests (one image each) per scenario")
     parser.add_argument("--max-seconds", type=float, default=60, help="time limit per scenario")
     parser.add_argument("--images", type=int, default=32, help="distinct test images to cycle through")
+    parser.add_argument(
+        "--env", action="append", default=[], metavar="ALEXNET_X=VALUE", help="a service setting (repeatable)"
+    )
     parser.add_argument("--output", type=Path, default=REPO_ROOT / "benchmarks" / "results" / "service_cpu.md")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -198,16 +249,29 @@ def main(argv: list[str] | None = None) -> int:
     preprocessor = version.preprocessor()
     crops = {mode: np.concatenate([preprocessor.crops(data, mode) for _, data in images]) for mode in CROPS}
 
-    model = OnnxModel(version, "cpu")
-    max_crops = Settings(_env_file=None).batch_max_size  # the server runs with the defaults
-    raw: dict[tuple[str, int], float] = {}
-    for mode, per_image in CROPS.items():
-        for clients in args.clients:
-            per_batch = min(clients, max_crops // per_image)  # the biggest batch the service forms
-            batch = np.ascontiguousarray(np.resize(crops[mode], (per_batch * per_image, *crops[mode].shape[1:])))
-            raw[mode, clients] = raw_throughput(model, batch, per_batch, args.requests, args.max_seconds)
-            log.info("raw ORT %s, %d images per run: %.1f img/s", mode, per_batch, raw[mode, clients])
-    del model
+    overrides = dict(item.split("=", 1) for item in args.env)
+    spinning = overrides.get("ALEXNET_INTRA_OP_SPINNING", "true").lower() in ("1", "true", "yes", "on")
+    model = OnnxModel(version, "cpu", spinning=spinning)  # the raw engine runs as the service's does
+    max_crops = int(overrides.get("ALEXNET_BATCH_MAX_SIZE", Settings(_env_file=None).batch_max_size))
+    gallery = Gallery.load(version.index_dir) if version.index_dir.is_dir() else None
+
+    def raw_engine(route: str, mode: str, clients: int) -> float:
+        per_image = CROPS[mode]
+        per_batch = min(clients, max_crops // per_image)  # the biggest batch the service forms
+        batch = np.ascontiguousarray(np.resize(crops[mode], (per_batch * per_image, *crops[mode].shape[1:])))
+        if route == "/similar" and gallery is not None:
+
+            def run() -> None:  # the raw engines of /similar: ORT, then one FAISS search of the batch
+                gallery.search(model.run(batch)[1], DEFAULT_K)
+
+        else:
+
+            def run() -> None:
+                model.run(batch)
+
+        rate = raw_throughput(run, per_batch, args.requests, args.max_seconds)
+        log.info("raw %s %s, %d images per run: %.1f img/s", route, mode, per_batch, rate)
+        return rate
 
     port = free_port()
     server_log = args.output.with_suffix(".server.log")
@@ -217,13 +281,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for route, mode in SCENARIOS:
             for clients in args.clients:
-                latencies, errors, wall = asyncio.run(
-                    load_test(f"http://127.0.0.1:{port}", route, mode, clients, images, args.requests, args.max_seconds)
+                # raw and service back to back (the server idles meanwhile), so both see the same machine
+                raw = raw_engine(route, mode, clients)
+                server_cpu = process_cpu_seconds(server.pid)
+                latencies, errors, wall, client_cpu = asyncio.run(
+                    load_test(port, route, mode, clients, images, args.requests, args.max_seconds)
                 )
+                server_cpu = process_cpu_seconds(server.pid) - server_cpu
+                done = max(len(latencies), 1)
                 ms = np.array(latencies or [float("nan")]) * 1000
                 result = Result(
                     route, mode, clients, len(latencies) + errors, errors, len(latencies) / wall,
-                    float(np.percentile(ms, 50)), float(np.percentile(ms, 99)), raw[mode, clients],
+                    float(np.percentile(ms, 50)), float(np.percentile(ms, 99)), raw,
+                    client_cpu / done * 1000, server_cpu / done * 1000,
                 )  # fmt: skip
                 log.info("%s", result)
                 results.append(result)
@@ -241,13 +311,15 @@ def main(argv: list[str] | None = None) -> int:
             f"- load average before the run (1/5/15 min): {' / '.join(f'{x:.2f}' for x in load_before)}"
             " (a shared machine: other work competes for the same cores)",
             f"- model: {version.manifest.name}/{version.manifest.version} ({version.manifest.num_classes} classes),"
-            f" onnxruntime {ort.__version__}, CPUExecutionProvider; service defaults (batch_max_size 64,"
-            " batch_max_wait_ms 5); client and server on the same machine over loopback",
+            f" onnxruntime {ort.__version__}, CPUExecutionProvider; service settings: the defaults"
+            f"{' and ' + ', '.join(args.env) if args.env else ''}; client and server on the same machine over"
+            " loopback (the load generator's and the service's CPU time per request are in the table)",
             f"- each request: one Caltech-101 test image ({len(images)} distinct, cycled); up to {args.requests}"
             f" requests or {args.max_seconds:.0f} s per row; p99 of few requests is close to the maximum",
-            "- raw ORT: ONNX Runtime alone on batches of `clients` images (10 or 1 crops each, at most"
-            f" {max_crops} crops: the biggest batch the service forms), inputs already preprocessed;"
-            " ratio = service img/s / raw img/s (decoding, HTTP and the batching wait are the gap)",
+            "- raw engine: ONNX Runtime alone (for /similar: ONNX Runtime, then one FAISS search of the"
+            " batch's fc7 vectors, k=6) on batches of `clients` images (10 or 1 crops each, at most"
+            f" {max_crops} crops: the biggest batch the service forms), inputs already decoded and cropped;"
+            " ratio = service img/s / raw img/s (decoding, HTTP and batching are the gap)",
             "",
             table(results),
             "",

@@ -9,6 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 MANIFEST_FILE = "manifest.json"
 MODEL_FILE = "model.onnx"
+INT8_MODEL_FILE = "model.int8.onnx"  # optional: the int8 (QDQ) model, built at publish time
+MODEL_FILES = {"fp32": MODEL_FILE, "int8": INT8_MODEL_FILE}  # precision -> file
 MEAN_FILE = "mean.npy"
 METRICS_FILE = "metrics.json"
 SCHEMA_VERSION = 1

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from model_store.manifest import MANIFEST_FILE, MEAN_FILE, MODEL_FILE, Manifest
+from model_store.manifest import MANIFEST_FILE, MEAN_FILE, MODEL_FILE, MODEL_FILES, Manifest
 from model_store.preprocessing import Preprocessor
 
 log = logging.getLogger(__name__)
@@ -166,6 +166,21 @@ class ModelVersion:
     @property
     def model_path(self) -> Path:
         return self.path / MODEL_FILE
+
+    @property
+    def precisions(self) -> list[str]:
+        """The model precisions this version carries ("fp32", and "int8" when it was built)."""
+        return [p for p, file in MODEL_FILES.items() if file in self.manifest.files]
+
+    def model_file(self, precision: str = "fp32") -> Path:
+        if precision not in MODEL_FILES:
+            raise StoreError(f"unknown precision {precision!r}; known: {', '.join(MODEL_FILES)}")
+        if precision not in self.precisions:
+            raise StoreError(
+                f"{self.manifest.name}/{self.manifest.version} has no {precision} model "
+                f"(it has {', '.join(self.precisions)}); `alexnet quantize` publishes a version with one"
+            )
+        return self.path / MODEL_FILES[precision]
 
     @property
     def index_dir(self) -> Path:

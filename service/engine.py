@@ -21,6 +21,7 @@ from model_store.store import ModelVersion, load_version
 from service.batching import BatcherClosed, DynamicBatcher
 from service.errors import InferenceTimeout, NotReady, Overloaded
 from service.metrics import Metrics
+from service.openvino_model import OpenVinoModel
 from service.settings import TEN_CROP, Settings
 from service.uploads import Upload
 
@@ -47,13 +48,23 @@ def choose_providers(preference: str, available: Sequence[str]) -> list[str]:
 class OnnxModel:
     """One ONNX Runtime session: crops [N,3,H,W] -> (logits [N,C], fc7 features [N,4096])."""
 
-    def __init__(self, version: ModelVersion, preference: str = "auto", intra_op_threads: int = 0):
+    def __init__(
+        self,
+        version: ModelVersion,
+        preference: str = "auto",
+        intra_op_threads: int = 0,
+        spinning: bool = True,
+        precision: str = "fp32",
+    ):
         options = ort.SessionOptions()
         options.intra_op_num_threads = intra_op_threads
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         providers = choose_providers(preference, ort.get_available_providers())
-        self.session = ort.InferenceSession(str(version.model_path), sess_options=options, providers=providers)
+        path = version.model_file(precision)
+        self.session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
         self.provider = self.session.get_providers()[0]
+        self.precision = precision
         if preference == "cuda" and self.provider != CUDA:
             raise EngineError(f"providers=cuda, but ONNX Runtime fell back to {self.provider}")
         self.signature = version.manifest.onnx
@@ -79,7 +90,7 @@ class ImageOutputs:
 
 
 class Engine:
-    def __init__(self, version: ModelVersion, model: OnnxModel, settings: Settings, metrics: Metrics):
+    def __init__(self, version: ModelVersion, model: OnnxModel | OpenVinoModel, settings: Settings, metrics: Metrics):
         self.version = version
         self.model = model
         self.preprocessor: Preprocessor = version.preprocessor(max_pixels=settings.max_pixels)
@@ -176,9 +187,25 @@ class Engine:
         return ImageOutputs(logits, features)
 
 
+def load_model(version: ModelVersion, settings: Settings) -> OnnxModel | OpenVinoModel:
+    """The configured runtime and precision (settings ``runtime``, ``model_precision``)."""
+    if settings.model_precision not in version.precisions and settings.model_precision != "bf16":
+        raise EngineError(
+            f"model_precision={settings.model_precision}, but {version.manifest.name}/{version.manifest.version} "
+            f"has only {', '.join(version.precisions)} (`alexnet quantize` publishes a version with int8)"
+        )
+    if settings.runtime == "openvino":
+        return OpenVinoModel(version, settings.model_precision, settings.intra_op_threads)
+    if settings.model_precision == "bf16":
+        raise EngineError("model_precision=bf16 needs runtime=openvino (ONNX Runtime's CPU kernels are fp32/int8)")
+    return OnnxModel(
+        version, settings.providers, settings.intra_op_threads, settings.intra_op_spinning, settings.model_precision
+    )
+
+
 def load_engine(settings: Settings, metrics: Metrics) -> Engine:
     """Load the configured version (checksums verified) and open its ONNX Runtime session."""
     version = load_version(settings.store_root, settings.model_name, settings.model_version)
-    model = OnnxModel(version, settings.providers, settings.intra_op_threads)
+    model = load_model(version, settings)
     log.info("loaded %s from %s (provider %s)", version.manifest.version, version.path, model.provider)
     return Engine(version, model, settings, metrics)

@@ -101,13 +101,15 @@ class ReadyResponse(BaseModel):
     status: Literal["ready"] = "ready"
     model: ModelRef
     provider: str
+    precision: str = Field(description="fp32, int8 or bf16: which model file and arithmetic serve")
     gallery_size: int
 
 
 class ModelInfo(BaseModel):
     name: str
     version: str
-    provider: str = Field(description="ONNX Runtime execution provider in use")
+    provider: str = Field(description="ONNX Runtime execution provider (or OpenVINO device) in use")
+    precision: str = Field(description="fp32, int8 or bf16: which model file and arithmetic serve")
     gallery_size: int
     manifest: Manifest
 

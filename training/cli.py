@@ -75,7 +75,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     run_dir = train(_config_from(args))
     if int(os.environ.get("RANK", "0")) != 0 or args.no_publish:
         return 0
-    version_dir = publish_run(run_dir, args.store_root, args.model_name, index=not args.no_index)
+    version_dir = publish_run(run_dir, args.store_root, args.model_name, index=not args.no_index, int8=not args.no_int8)
     _print_version(version_dir)
     return 0
 
@@ -90,6 +90,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
         args.split,
         index=not args.no_index,
         evaluate_test=not args.skip_eval,
+        int8=not args.no_int8,
     )
     _print_version(version_dir)
     return 0
@@ -118,6 +119,14 @@ def cmd_export(args: argparse.Namespace) -> int:
     export_onnx(run.model, args.out, run.config.crop)
     split = TEST_SPLIT_OF.get(run.config.split, run.config.split)
     print(json.dumps(check_parity(run.model, args.out, parity_images(run, split)).as_dict(), indent=2))
+    return 0
+
+
+def cmd_quantize(args: argparse.Namespace) -> int:
+    from training.quantize import publish_int8_version
+
+    version_dir = publish_int8_version(args.store_root, args.model_name, args.version, args.data)
+    _print_version(version_dir)
     return 0
 
 
@@ -202,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     _store_args(p)
     p.add_argument("--no-publish", action="store_true", help="stop after training")
     p.add_argument("--no-index", action="store_true", help="publish without building the gallery index")
+    p.add_argument("--no-int8", action="store_true", help="publish without the int8 model (model.int8.onnx)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("publish", help="evaluate, export, publish and index an existing run")
@@ -209,6 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default=None, help="test split (default: the one matching the training split)")
     p.add_argument("--skip-eval", action="store_true", help="publish without the test-split evaluation")
     p.add_argument("--no-index", action="store_true", help="publish without building the gallery index")
+    p.add_argument("--no-int8", action="store_true", help="publish without the int8 model (model.int8.onnx)")
     _store_args(p)
     p.set_defaults(func=cmd_publish)
 
@@ -228,6 +239,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("index", help="build the gallery index of a published version")
     index_arguments(p)
     p.set_defaults(func=index_run)
+
+    p = sub.add_parser("quantize", help="publish a new version of a model with its int8 model added")
+    _store_args(p)
+    p.add_argument("--version", default="latest", help="the version to quantize (default: latest)")
+    p.add_argument("--data", type=Path, default=None, help="dataset root (default: the one it was trained on)")
+    p.set_defaults(func=cmd_quantize)
 
     p = sub.add_parser("models", help="list published models")
     _store_args(p)

@@ -16,13 +16,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from model_store.manifest import MEAN_FILE, METRICS_FILE, MODEL_FILE, Manifest, PreprocessingSpec
+from model_store.manifest import INT8_MODEL_FILE, MEAN_FILE, METRICS_FILE, MODEL_FILE, Manifest, PreprocessingSpec
 from model_store.preprocessing import Preprocessor
 from model_store.store import publish_version
 from training.data import TEST_SPLIT_OF, ImageFolder, load_squares
 from training.evaluate import EvalResult, evaluate, torch_logits_fn
 from training.export import check_parity, export_onnx
 from training.model import AlexNet, build_alexnet
+from training.quantize import AGREEMENT_IMAGES, CALIBRATION_IMAGES, agreement, quantize_int8
 from training.train import CHECKPOINT_BEST, TrainConfig, read_metrics
 
 log = logging.getLogger(__name__)
@@ -135,12 +136,17 @@ def evaluate_run(run: LoadedRun, split: str, device: torch.device, batch_images:
     return results
 
 
-def parity_images(run: LoadedRun, split: str) -> np.ndarray:
+def split_crops(run: LoadedRun, split: str, count: int, tta: str = "center") -> np.ndarray:
+    """Crops of ``count`` images spread evenly over ``split`` (all classes), preprocessed."""
     dataset = ImageFolder(Path(run.config.data))
     samples = [s for s in dataset.samples(split) if s.label < len(run.classes)]
-    step = max(1, len(samples) // PARITY_IMAGES)
+    step = max(1, len(samples) // count)
     pre = run.preprocessor()
-    return np.concatenate([pre.crops(dataset.image_dir / s.path, "center") for s in samples[::step][:PARITY_IMAGES]])
+    return np.concatenate([pre.crops(dataset.image_dir / s.path, tta) for s in samples[::step][:count]])
+
+
+def parity_images(run: LoadedRun, split: str) -> np.ndarray:
+    return split_crops(run, split, PARITY_IMAGES)
 
 
 def publish_run(
@@ -151,6 +157,7 @@ def publish_run(
     device: str = "auto",
     index: bool = True,
     evaluate_test: bool = True,
+    int8: bool = True,
 ) -> Path:
     """Evaluate, export, check parity, publish (and index the training split); returns the version folder."""
     run = load_run(run_dir)
@@ -174,9 +181,17 @@ def publish_run(
         tmp_dir = Path(tmp)
         onnx_path = export_onnx(run.model, tmp_dir / MODEL_FILE, run.config.crop)
         metrics["onnx_parity"] = check_parity(run.model, onnx_path, parity_images(run, split)).as_dict()
+        files = {}
+        if int8:
+            calibration = split_crops(run, run.config.split, CALIBRATION_IMAGES)
+            int8_path = quantize_int8(onnx_path, tmp_dir / INT8_MODEL_FILE, calibration)
+            metrics["int8"] = {"calibration_images": len(calibration), "calibration_split": run.config.split}
+            metrics["int8"] |= agreement(onnx_path, int8_path, split_crops(run, split, AGREEMENT_IMAGES))
+            log.info("int8 vs fp32: %s", metrics["int8"])
+            files[INT8_MODEL_FILE] = int8_path
         np.save(tmp_dir / MEAN_FILE, run.mean.astype(np.float32))
         (tmp_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
-        files = {MODEL_FILE: onnx_path, MEAN_FILE: tmp_dir / MEAN_FILE, METRICS_FILE: tmp_dir / METRICS_FILE}
+        files |= {MODEL_FILE: onnx_path, MEAN_FILE: tmp_dir / MEAN_FILE, METRICS_FILE: tmp_dir / METRICS_FILE}
         curves = Path(run_dir) / "curves.png"
         if curves.is_file():
             files["curves.png"] = curves

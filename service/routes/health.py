@@ -21,7 +21,12 @@ async def healthz() -> HealthResponse:
 @router.get("/readyz", response_model=ReadyResponse, responses=error_responses(503))
 async def readyz(engine: EngineDep, retrieval: RetrievalDep) -> ReadyResponse:
     """Model and gallery loaded and warmed up; 503 while starting or shutting down."""
-    return ReadyResponse(model=ModelRef.of(engine.manifest), provider=engine.provider, gallery_size=len(retrieval))
+    return ReadyResponse(
+        model=ModelRef.of(engine.manifest),
+        provider=engine.provider,
+        precision=engine.model.precision,
+        gallery_size=len(retrieval),
+    )
 
 
 @router.get("/metrics", response_class=Response, responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})

@@ -18,6 +18,7 @@ async def list_models(engine: EngineDep, retrieval: RetrievalDep) -> ModelsRespo
         name=manifest.name,
         version=manifest.version,
         provider=engine.provider,
+        precision=engine.model.precision,
         gallery_size=len(retrieval),
         manifest=manifest,
     )
