@@ -10,7 +10,10 @@ from pydantic import BaseModel, ConfigDict, Field
 MANIFEST_FILE = "manifest.json"
 MODEL_FILE = "model.onnx"
 INT8_MODEL_FILE = "model.int8.onnx"  # optional: the int8 (QDQ) model, built at publish time
-MODEL_FILES = {"fp32": MODEL_FILE, "int8": INT8_MODEL_FILE}  # precision -> file
+# optional: the graph OpenVINO runs in bf16 (AMX): model.onnx's weights (fp32, rounded to bf16 at
+# load) with LRN as one ONNX node, built at publish time
+BF16_MODEL_FILE = "model.bf16.onnx"
+MODEL_FILES = {"fp32": MODEL_FILE, "int8": INT8_MODEL_FILE, "bf16": BF16_MODEL_FILE}  # precision -> file
 MEAN_FILE = "mean.npy"
 METRICS_FILE = "metrics.json"
 SCHEMA_VERSION = 1

@@ -189,10 +189,10 @@ class Engine:
 
 def load_model(version: ModelVersion, settings: Settings) -> OnnxModel | OpenVinoModel:
     """The configured runtime and precision (settings ``runtime``, ``model_precision``)."""
-    if settings.model_precision not in version.precisions and settings.model_precision != "bf16":
+    if settings.model_precision not in version.precisions:
         raise EngineError(
             f"model_precision={settings.model_precision}, but {version.manifest.name}/{version.manifest.version} "
-            f"has only {', '.join(version.precisions)} (`alexnet quantize` publishes a version with int8)"
+            f"has only {', '.join(version.precisions)} (`alexnet publish` builds int8 and bf16 models)"
         )
     if settings.runtime == "openvino":
         return OpenVinoModel(version, settings.model_precision, settings.intra_op_threads)

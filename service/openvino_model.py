@@ -25,7 +25,8 @@ class OpenVinoModel:
         config = {"INFERENCE_PRECISION_HINT": HINTS[precision], "PERFORMANCE_HINT": "LATENCY"}
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
-        path = version.model_file("fp32" if precision == "bf16" else precision)
+        # fp32 and bf16 run the bf16 graph (LRN as one node) when the version has it
+        path = version.model_file("bf16" if precision == "fp32" and "bf16" in version.precisions else precision)
         self._compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
         self.signature = version.manifest.onnx
         self._logits = self._compiled.output(self.signature.logits)

@@ -1,5 +1,6 @@
-"""training/quantize.py and the model store's int8 model: built at publish time, verified like any
-file, close to fp32, and addable to an older version with `alexnet quantize`."""
+"""The fast CPU paths' models in the store: model.int8.onnx (training/quantize.py) and
+model.bf16.onnx (LRN as one node), built at publish time, verified like any file, close to fp32;
+int8 addable to an older version with `alexnet quantize`."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from model_store.manifest import INT8_MODEL_FILE, MANIFEST_FILE
+from model_store.manifest import BF16_MODEL_FILE, INT8_MODEL_FILE, MANIFEST_FILE
 from model_store.preprocessing import average_crop_probabilities
 from model_store.store import StoreError, load_version, publish_version
 from training.cli import main as alexnet_cli
@@ -18,8 +19,9 @@ from training.cli import main as alexnet_cli
 
 def test_publish_builds_a_verified_int8_model_close_to_fp32(tiny_model) -> None:
     version = load_version(tiny_model.store_root, tiny_model.name)  # verifies every checksum, int8 included
-    assert version.precisions == ["fp32", "int8"]
-    assert INT8_MODEL_FILE in version.manifest.files
+    assert version.precisions == ["fp32", "int8", "bf16"]
+    assert INT8_MODEL_FILE in version.manifest.files and BF16_MODEL_FILE in version.manifest.files
+    assert version.manifest.metrics["bf16_graph_parity"]["rel_logits"] < 1e-3
     assert version.model_file("int8").stat().st_size < version.model_path.stat().st_size / 2
     report = version.manifest.metrics["int8"]
     assert report["images"] > 0 and report["top1_agreement"] >= 0.9
@@ -29,12 +31,13 @@ def test_publish_builds_a_verified_int8_model_close_to_fp32(tiny_model) -> None:
     faces = sorted((tiny_model.data_root / "images" / "Faces").glob("*.jpg"))[:4]
     crops = np.concatenate([pre.crops(p, "ten_crop") for p in faces])
     out = {}
-    for precision in version.precisions:
+    for precision in version.precisions:  # ONNX Runtime runs all three graphs (bf16's in fp32)
         session = ort.InferenceSession(str(version.model_file(precision)), providers=["CPUExecutionProvider"])
         logits, features = session.run(["logits", "features"], {"images": crops})
         assert logits.shape == (len(crops), len(tiny_model.classes)) and features.shape == (len(crops), 4096)
         out[precision] = average_crop_probabilities(logits, 10)
     np.testing.assert_allclose(out["int8"], out["fp32"], atol=0.15)
+    np.testing.assert_allclose(out["bf16"], out["fp32"], atol=1e-5)  # the same function, another graph
 
 
 def test_unknown_or_missing_precision_is_a_clear_error(tiny_model, tmp_path) -> None:
@@ -60,7 +63,7 @@ def test_quantize_command_publishes_a_new_version_with_int8_and_the_gallery(tiny
     assert "published" in capsys.readouterr().out
     new = load_version(private_store, tiny_model.name)
     assert int(new.manifest.version[1:]) == int(bare.name[1:]) + 1
-    assert new.precisions == ["fp32", "int8"]
+    assert new.precisions == ["fp32", "int8", "bf16"]
     assert new.manifest.metrics["derived_from"] == bare.name
     assert json.loads((new.path / "metrics.json").read_text())["int8"] == new.manifest.metrics["int8"]
     assert sorted(p.name for p in (new.index_dir).iterdir()) == sorted(p.name for p in source.index_dir.iterdir())

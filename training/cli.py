@@ -75,7 +75,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     run_dir = train(_config_from(args))
     if int(os.environ.get("RANK", "0")) != 0 or args.no_publish:
         return 0
-    version_dir = publish_run(run_dir, args.store_root, args.model_name, index=not args.no_index, int8=not args.no_int8)
+    version_dir = publish_run(
+        run_dir, args.store_root, args.model_name, index=not args.no_index, fast_paths=not args.no_fast_paths
+    )
     _print_version(version_dir)
     return 0
 
@@ -90,7 +92,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
         args.split,
         index=not args.no_index,
         evaluate_test=not args.skip_eval,
-        int8=not args.no_int8,
+        fast_paths=not args.no_fast_paths,
     )
     _print_version(version_dir)
     return 0
@@ -211,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     _store_args(p)
     p.add_argument("--no-publish", action="store_true", help="stop after training")
     p.add_argument("--no-index", action="store_true", help="publish without building the gallery index")
-    p.add_argument("--no-int8", action="store_true", help="publish without the int8 model (model.int8.onnx)")
+    p.add_argument("--no-fast-paths", action="store_true", help="publish without model.int8.onnx and model.bf16.onnx")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("publish", help="evaluate, export, publish and index an existing run")
@@ -219,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default=None, help="test split (default: the one matching the training split)")
     p.add_argument("--skip-eval", action="store_true", help="publish without the test-split evaluation")
     p.add_argument("--no-index", action="store_true", help="publish without building the gallery index")
-    p.add_argument("--no-int8", action="store_true", help="publish without the int8 model (model.int8.onnx)")
+    p.add_argument("--no-fast-paths", action="store_true", help="publish without model.int8.onnx and model.bf16.onnx")
     _store_args(p)
     p.set_defaults(func=cmd_publish)
 

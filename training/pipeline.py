@@ -16,7 +16,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from model_store.manifest import INT8_MODEL_FILE, MEAN_FILE, METRICS_FILE, MODEL_FILE, Manifest, PreprocessingSpec
+from model_store.manifest import (
+    BF16_MODEL_FILE,
+    INT8_MODEL_FILE,
+    MEAN_FILE,
+    METRICS_FILE,
+    MODEL_FILE,
+    Manifest,
+    PreprocessingSpec,
+)
 from model_store.preprocessing import Preprocessor
 from model_store.store import publish_version
 from training.data import TEST_SPLIT_OF, ImageFolder, load_squares
@@ -157,7 +165,7 @@ def publish_run(
     device: str = "auto",
     index: bool = True,
     evaluate_test: bool = True,
-    int8: bool = True,
+    fast_paths: bool = True,
 ) -> Path:
     """Evaluate, export, check parity, publish (and index the training split); returns the version folder."""
     run = load_run(run_dir)
@@ -182,7 +190,10 @@ def publish_run(
         onnx_path = export_onnx(run.model, tmp_dir / MODEL_FILE, run.config.crop)
         metrics["onnx_parity"] = check_parity(run.model, onnx_path, parity_images(run, split)).as_dict()
         files = {}
-        if int8:
+        if fast_paths:  # the fast CPU paths: OpenVINO's bf16 graph and the int8 model
+            bf16_path = export_onnx(run.model, tmp_dir / BF16_MODEL_FILE, run.config.crop, lrn_node=True)
+            metrics["bf16_graph_parity"] = check_parity(run.model, bf16_path, parity_images(run, split)).as_dict()
+            files[BF16_MODEL_FILE] = bf16_path
             calibration = split_crops(run, run.config.split, CALIBRATION_IMAGES)
             int8_path = quantize_int8(onnx_path, tmp_dir / INT8_MODEL_FILE, calibration)
             metrics["int8"] = {"calibration_images": len(calibration), "calibration_split": run.config.split}
