@@ -28,6 +28,13 @@ DEFAULT_MAX_PIXELS = 40_000_000
 # untrusted uploads reach only the common, well-exercised decoders.
 IMAGE_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF")  # JPEG includes MPO (multi-picture JPEG)
 ImageSource = bytes | str | Path | BinaryIO | Image.Image
+ORIENTATION_TAG = 0x0112
+FULL_SIZE_KEY = "full_size"  # Image.info key: (width, height) before draft-mode scaling
+
+
+def full_size(img: Image.Image) -> tuple[int, int]:
+    """The upright size of the stored image ``img`` was decoded from (draft mode decodes it smaller)."""
+    return img.info.get(FULL_SIZE_KEY, img.size)
 
 
 class ImageError(ValueError):
@@ -96,13 +103,18 @@ def decode_image(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS, draf
     if width * height > max_pixels:
         raise ImageTooLargeError(f"image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}")
     try:
-        if draft_min_side > 0 and img.format == "JPEG" and min(width, height) >= 2 * draft_min_side:
+        drafted = draft_min_side > 0 and img.format == "JPEG" and min(width, height) >= 2 * draft_min_side
+        if drafted:
             img.draft(img.mode, (draft_min_side, draft_min_side))
+        turned = img.getexif().get(ORIENTATION_TAG, 1) in (5, 6, 7, 8)  # EXIF rotations by 90 degrees
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img.load()
             img = ImageOps.exif_transpose(img) or img
-            return _to_rgb(img)
+            rgb = _to_rgb(img)
+        if drafted:  # the stored image's upright size, for callers that report it
+            rgb.info[FULL_SIZE_KEY] = (height, width) if turned else (width, height)
+        return rgb
     except Image.DecompressionBombError as exc:  # Pillow's own guard, kept as a second line
         raise ImageTooLargeError(str(exc)) from exc
     except Image.DecompressionBombWarning as exc:

@@ -13,7 +13,7 @@ if [ ! -f "$stamp" ]; then
     # torch 2.13.0 is the CPU build on this project's machines' disk; a GPU machine installs its
     # CUDA build of torch first (same version) and this line is then a no-op.
     .venv/bin/python -m pip install --quiet "torch==2.13.0"
-    .venv/bin/python -m pip install --quiet -e ".[train,serve,dev]" -e clients/
+    .venv/bin/python -m pip install --quiet -e ".[train,serve,dev,milvus,openvino]" -e clients/
     rm -f .venv/.installed-*
     touch "$stamp"
 fi

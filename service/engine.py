@@ -5,6 +5,7 @@ dynamic batcher in front of the session, and admission control (``max_queue`` im
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -16,7 +17,7 @@ import onnxruntime as ort
 
 from model_store.gallery import make_thumbnail
 from model_store.manifest import Manifest
-from model_store.preprocessing import ImageError, Preprocessor, Tta, decode_image, resize_center_crop
+from model_store.preprocessing import ImageError, Preprocessor, Tta, decode_image, full_size, resize_center_crop
 from model_store.store import ModelVersion, load_version
 from service.batching import BatcherClosed, DynamicBatcher
 from service.errors import InferenceTimeout, NotReady, Overloaded
@@ -93,7 +94,9 @@ class Engine:
     def __init__(self, version: ModelVersion, model: OnnxModel | OpenVinoModel, settings: Settings, metrics: Metrics):
         self.version = version
         self.model = model
-        self.preprocessor: Preprocessor = version.preprocessor(max_pixels=settings.max_pixels)
+        self.preprocessor: Preprocessor = dataclasses.replace(
+            version.preprocessor(max_pixels=settings.max_pixels), jpeg_draft=settings.jpeg_draft
+        )
         self.max_queue = settings.max_queue
         self.retry_after_s = settings.retry_after_s
         self.inference_timeout_s = settings.inference_timeout_s
@@ -145,10 +148,12 @@ class Engine:
             self.in_flight -= images
 
     def _prepare(self, data: bytes, tta: Tta, thumbnail: bool) -> PreparedImage:
-        image = decode_image(data, self.preprocessor.max_pixels)
+        pre = self.preprocessor
+        image = decode_image(data, pre.max_pixels, pre.resize if pre.jpeg_draft else 0)
         # Preprocessor.crops(data, tta), keeping the decoded image for its size and thumbnail
         crops = self.preprocessor.crops_from_square(resize_center_crop(image, self.preprocessor.resize), tta)
-        return PreparedImage(crops, image.width, image.height, make_thumbnail(image) if thumbnail else None)
+        width, height = full_size(image)
+        return PreparedImage(crops, width, height, make_thumbnail(image) if thumbnail else None)
 
     async def prepare(self, data: bytes, tta: Tta, thumbnail: bool = False) -> PreparedImage:
         """Decode and crop on the decode threads (raises ImageError for bad bytes)."""
