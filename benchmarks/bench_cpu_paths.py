@@ -110,6 +110,7 @@ def main() -> int:
     ap.add_argument("--images", type=int, default=0, help="test images for the agreement (0: the whole split)")
     ap.add_argument("--seconds", type=float, default=5.0, help="time per throughput measurement")
     ap.add_argument("--threads", type=int, default=0, help="inference threads (0: the runtime's choice)")
+    ap.add_argument("--paths", nargs="+", default=None, help="only these paths, e.g. 'openvino bf16'")
     ap.add_argument("--output", type=Path)
     args = ap.parse_args()
 
@@ -126,6 +127,8 @@ def main() -> int:
     fp32_peak, bf16_peak = gemm_gflops(torch.float32), gemm_gflops(torch.bfloat16)
     flops = alexnet_flops(len(manifest.labels), manifest.variant)
     runs = paths(version, args.threads)
+    if args.paths:
+        runs = {name: run for name, run in runs.items() if name in args.paths or name == "onnxruntime fp32"}
     batch = np.concatenate([pre.crops_from_square(sq, "ten_crop") for sq in squares[:6]])
     speed = {name: (crops_per_second(run, batch, args.seconds), crops_per_second(run, batch[:10], args.seconds))
              for name, run in runs.items()}  # fmt: skip
@@ -148,7 +151,8 @@ def main() -> int:
         f"- model: {manifest.name}/{manifest.version} ({manifest.variant}, {len(manifest.labels)} classes);"
         f" {flops / 1e9:.2f} GFLOP per crop (convolutions and fully connected layers, 2 x multiply-adds)",
         f"- machine GEMM (2048^3, PyTorch): fp32 {fp32_peak:.0f} GFLOP/s, bf16 {bf16_peak:.0f} GFLOP/s ->"
-        f" at most {fp32_peak * 1e9 / flops / 10:.1f} (fp32) and {bf16_peak * 1e9 / flops / 10:.1f} (bf16) 10-crop images/s",
+        f" at most {fp32_peak * 1e9 / flops / 10:.1f} (fp32) and {bf16_peak * 1e9 / flops / 10:.1f} (bf16)"
+        " 10-crop images/s",
         f"- agreement: 10-crop top-1 labels of each path vs ONNX Runtime fp32 on {len(samples)} images"
         f" of {args.split}; error: each path's own 10-crop top-1 error there",
         "",

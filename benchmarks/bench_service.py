@@ -40,7 +40,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from model_store.gallery import Gallery  # noqa: E402
 from model_store.store import load_version  # noqa: E402
-from service.engine import OnnxModel  # noqa: E402
+from service.engine import load_model  # noqa: E402
 from service.settings import Settings  # noqa: E402
 from training.index import gallery_images  # noqa: E402
 
@@ -250,9 +250,12 @@ def main(argv: list[str] | None = None) -> int:
     crops = {mode: np.concatenate([preprocessor.crops(data, mode) for _, data in images]) for mode in CROPS}
 
     overrides = dict(item.split("=", 1) for item in args.env)
-    spinning = overrides.get("ALEXNET_INTRA_OP_SPINNING", "true").lower() in ("1", "true", "yes", "on")
-    model = OnnxModel(version, "cpu", spinning=spinning)  # the raw engine runs as the service's does
-    max_crops = int(overrides.get("ALEXNET_BATCH_MAX_SIZE", Settings(_env_file=None).batch_max_size))
+    # the raw engine: the service's runtime, precision and session options, without the service
+    settings = Settings(
+        _env_file=None, providers="cpu", **{k.lower().removeprefix("alexnet_"): v for k, v in overrides.items()}
+    )
+    model = load_model(version, settings)
+    max_crops = settings.batch_max_size
     gallery = Gallery.load(version.index_dir) if version.index_dir.is_dir() else None
 
     def raw_engine(route: str, mode: str, clients: int) -> float:
@@ -308,10 +311,10 @@ def main(argv: list[str] | None = None) -> int:
             "",
             f"- date: {datetime.datetime.now().isoformat(timespec='seconds')}",
             f"- machine: {machine()}",
-            f"- load average before the run (1/5/15 min): {' / '.join(f'{x:.2f}' for x in load_before)}"
-            " (a shared machine: other work competes for the same cores)",
+            f"- load average (1/5/15 min) before the run: {' / '.join(f'{x:.2f}' for x in load_before)}, after it:"
+            f" {' / '.join(f'{x:.2f}' for x in os.getloadavg())} (a shared machine: other work competes for the cores)",
             f"- model: {version.manifest.name}/{version.manifest.version} ({version.manifest.num_classes} classes),"
-            f" onnxruntime {ort.__version__}, CPUExecutionProvider; service settings: the defaults"
+            f" onnxruntime {ort.__version__}, {model.provider} ({model.precision}); service settings: the defaults"
             f"{' and ' + ', '.join(args.env) if args.env else ''}; client and server on the same machine over"
             " loopback (the load generator's and the service's CPU time per request are in the table)",
             f"- each request: one Caltech-101 test image ({len(images)} distinct, cycled); up to {args.requests}"

@@ -4,7 +4,15 @@ Layout, in ``<version_dir>/index/``::
 
     gallery.json             format, dim, next id, the vectors file's name and sha256, the items
     vectors-<generation>.faiss   IndexIDMap2 over IndexFlatL2 (int64 ids)
+    rerank-<generation>.faiss    only for the approximate index kinds: the SQ8 rerank store
     thumbs/<id>.jpg          small JPEG thumbnails
+
+Index kinds (``model_store/index_kinds.py``): ``flat`` (the default, exact, written exactly as
+before: format 1, no kind keys), or ``sq_fp16``, ``ivf_pq``, ``opq_ivf_pq``, ``binary`` for large
+galleries. A gallery of another kind is written as format 2 with ``index_kind`` and
+``index_params`` (nlist, nprobe, rerank depth, ...) and, for the approximate kinds, ``rerank_file``
+and ``rerank_sha256``; code that only knows format 1 refuses it instead of misreading it. Trainable
+kinds are trained on the first vectors added (at least ``index_kinds.MIN_TRAIN``, else ValueError).
 
 ``gallery.json`` is the commit point. A change writes a new ``vectors-<g+1>.faiss`` and the new
 thumbnails (each fsynced), then replaces ``gallery.json`` atomically, and only then returns; so
@@ -12,7 +20,7 @@ after a crash (kill -9 included) the folder holds the whole old gallery or the w
 the unreferenced leftovers are removed the next time it is opened. Each change rewrites the
 vector file (16 KiB per item), which is fine for galleries of thousands of items.
 
-Distances: ``IndexFlatL2`` returns squared L2; ``Gallery.search`` reports the Euclidean distance
+Distances: FAISS returns squared L2; ``Gallery.search`` reports the Euclidean distance
 (the square root), as in the paper's Figure 4.
 
 In memory a change is made on a copy of the index, which replaces the live one only after it is
@@ -38,16 +46,18 @@ import faiss
 import numpy as np
 from PIL import Image
 
+from model_store.index_kinds import VectorIndex, check_kind
 from model_store.store import fsync_path, sha256_file, write_json_atomic
 
 log = logging.getLogger(__name__)
 
 GALLERY_FILE = "gallery.json"
 THUMBS_DIR = "thumbs"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 1  # flat galleries
+KINDS_FORMAT_VERSION = 2  # galleries of another index kind (format 1 readers refuse them)
 THUMBNAIL_SIZE = 96
 THUMBNAIL_QUALITY = 85
-VECTORS_RE = re.compile(r"^vectors-(\d+)\.faiss$")
+VECTORS_RE = re.compile(r"^(vectors|rerank)-(\d+)\.faiss$")
 
 
 class GalleryError(RuntimeError):
@@ -159,9 +169,20 @@ class Neighbor:
 class _Snapshot:
     generation: int
     next_id: int
-    cpu_index: faiss.Index
-    search_index: faiss.Index
+    vectors: VectorIndex  # .index: the CPU index, kept for persistence and reconstruction
+    search_index: faiss.Index | None  # the first stage to search with (a GPU copy where there is one)
     items: dict[int, GalleryItem]
+
+    @property
+    def cpu_index(self) -> faiss.Index:
+        return self.vectors.index
+
+
+def _search_copy(vectors: VectorIndex) -> faiss.Index | None:
+    """Flat galleries search a GPU copy when FAISS has a GPU; the other kinds search on the CPU."""
+    if vectors.index is None:
+        return None
+    return to_search_device(vectors.index) if vectors.kind == "flat" else vectors.index
 
 
 def _write_file_durably(path: Path, data: bytes) -> None:
@@ -183,11 +204,20 @@ class Gallery:
 
     # construction
 
+    @property
+    def index_kind(self) -> str:
+        return self._snapshot.vectors.kind
+
+    @property
+    def index_params(self) -> dict:
+        return dict(self._snapshot.vectors.params)
+
     @classmethod
-    def empty(cls, directory: Path, dim: int) -> Gallery:
-        """An empty gallery for ``directory``; nothing is written until the first change."""
-        index = new_index(dim)
-        return cls(directory, dim, _Snapshot(0, 0, index, to_search_device(index), {}))
+    def empty(cls, directory: Path, dim: int, index_kind: str = "flat", index_params: dict | None = None) -> Gallery:
+        """An empty gallery for ``directory``; nothing is written until the first change. A
+        trainable ``index_kind`` is trained on the vectors of the first ``add`` (see index_kinds)."""
+        vectors = VectorIndex.new(check_kind(index_kind), dim, index_params)
+        return cls(directory, dim, _Snapshot(0, 0, vectors, _search_copy(vectors), {}))
 
     @classmethod
     def load(cls, directory: Path) -> Gallery:
@@ -199,23 +229,36 @@ class Gallery:
             raise GalleryError(f"{directory} holds no {GALLERY_FILE}") from exc
         except ValueError as exc:
             raise GalleryError(f"{meta_path} is not valid JSON: {exc}") from exc
-        if meta.get("format") != FORMAT_VERSION:
+        if meta.get("format") not in (FORMAT_VERSION, KINDS_FORMAT_VERSION):
             raise GalleryError(f"{meta_path}: unsupported gallery format {meta.get('format')!r}")
         dim = int(meta["dim"])
-        vectors_path = directory / meta["vectors_file"]
-        if not vectors_path.is_file():
-            raise GalleryError(f"{vectors_path} is missing")
-        if sha256_file(vectors_path) != meta["vectors_sha256"]:
-            raise GalleryError(f"{vectors_path} does not match the sha256 in {GALLERY_FILE}")
-        index = faiss.read_index(str(vectors_path))
+        try:
+            kind = check_kind(meta.get("index_kind", "flat"))
+        except ValueError as exc:
+            raise GalleryError(f"{meta_path}: {exc}") from exc
+        paths = [directory / meta["vectors_file"]]
+        if meta.get("rerank_file"):
+            paths.append(directory / meta["rerank_file"])
+        for path, digest in zip(paths, [meta["vectors_sha256"], meta.get("rerank_sha256")], strict=False):
+            if not path.is_file():
+                raise GalleryError(f"{path} is missing")
+            if sha256_file(path) != digest:
+                raise GalleryError(f"{path} does not match the sha256 in {GALLERY_FILE}")
+        rerank_path = str(paths[1]) if len(paths) > 1 else None
+        vectors = VectorIndex.read(kind, meta.get("index_params", {}), str(paths[0]), rerank_path)
         items = {int(row["id"]): GalleryItem(**row) for row in meta["items"]}
-        stored_ids = faiss.vector_to_array(index.id_map) if index.ntotal else np.empty(0, np.int64)
-        if index.d != dim or set(stored_ids.tolist()) != set(items) or len(stored_ids) != len(items):
+        stored_ids = vectors.ids()
+        if (
+            vectors.index.d != dim
+            or set(stored_ids.tolist()) != set(items)
+            or len(stored_ids) != len(items)
+            or (vectors.rerank is not None and vectors.index.ntotal != len(items))
+        ):
             raise GalleryError(f"{directory}: the vectors and the item list disagree")
-        snapshot = _Snapshot(int(meta["generation"]), int(meta["next_id"]), index, to_search_device(index), items)
+        snapshot = _Snapshot(int(meta["generation"]), int(meta["next_id"]), vectors, _search_copy(vectors), items)
         gallery = cls(directory, dim, snapshot)
         gallery._remove_leftovers()
-        log.info("loaded gallery %s: %d items, dim %d", directory, len(items), dim)
+        log.info("loaded gallery %s: %d items, dim %d, index kind %s", directory, len(items), dim, kind)
         return gallery
 
     @classmethod
@@ -246,10 +289,12 @@ class Gallery:
             raise UnknownItemError(item_id) from None
 
     def vector(self, item_id: int) -> np.ndarray:
+        """The stored vector of an item: exact for ``flat``; for the other kinds an approximate
+        reconstruction (half precision for ``sq_fp16``, the 8-bit rerank copy for the others)."""
         snapshot = self._snapshot
         if item_id not in snapshot.items:
             raise UnknownItemError(item_id)
-        return snapshot.cpu_index.reconstruct(int(item_id))
+        return snapshot.vectors.reconstruct(int(item_id))
 
     def thumbnail_path(self, item_id: int) -> Path:
         return self.directory / THUMBS_DIR / self.get(item_id).thumbnail
@@ -260,7 +305,12 @@ class Gallery:
         if not snapshot.items:
             return [[] for _ in range(len(as_vectors(queries, self.dim)))]
         wanted = min(k + len(exclude), len(snapshot.items))
-        squared, ids = search_index(snapshot.search_index, queries, wanted)
+        if snapshot.vectors.kind == "flat":
+            squared, ids = search_index(snapshot.search_index, queries, wanted)
+        else:
+            if k < 1:
+                raise ValueError(f"k must be >= 1, got {k}")
+            squared, ids = snapshot.vectors.search(as_vectors(queries, self.dim), wanted, snapshot.search_index)
         skip = set(exclude)
         results = []
         for row_d, row_i in zip(euclidean(squared), ids, strict=True):
@@ -294,8 +344,8 @@ class Gallery:
                 GalleryItem(id=i, label=label, source=source, thumbnail=f"{i}.jpg")
                 for i, label, source in zip(ids, labels, sources, strict=True)
             ]
-            index = faiss.clone_index(old.cpu_index)
-            add_vectors(index, vectors, ids)
+            index = old.vectors.clone()
+            index.add(vectors, as_ids(ids, count))  # a trainable kind is trained on the first add
             thumbs = self.directory / THUMBS_DIR
             thumbs.mkdir(parents=True, exist_ok=True)
             for item, jpeg in zip(new_items, thumbnails, strict=True):
@@ -312,20 +362,22 @@ class Gallery:
             item = old.items.get(item_id)
             if item is None:
                 raise UnknownItemError(item_id)
-            index = faiss.clone_index(old.cpu_index)
-            remove_vectors(index, [item_id])
+            index = old.vectors.clone()
+            index.remove(np.array([item_id], np.int64))
             items = {i: it for i, it in old.items.items() if i != item_id}
             self._commit(old, index, items, old.next_id)
             (self.directory / THUMBS_DIR / item.thumbnail).unlink(missing_ok=True)
             return item
 
-    def _commit(self, old: _Snapshot, index: faiss.Index, items: dict[int, GalleryItem], next_id: int) -> None:
+    def _commit(self, old: _Snapshot, index: VectorIndex, items: dict[int, GalleryItem], next_id: int) -> None:
         generation = old.generation + 1
         vectors_file = f"vectors-{generation}.faiss"
+        rerank_file = f"rerank-{generation}.faiss" if index.rerank is not None else None
         self.directory.mkdir(parents=True, exist_ok=True)
-        # unreferenced until gallery.json names it, so it can be written under its final name
+        # unreferenced until gallery.json names them, so they can be written under their final names
         vectors_path = self.directory / vectors_file
-        faiss.write_index(index, str(vectors_path))
+        rerank_path = self.directory / rerank_file if rerank_file else None
+        index.write(str(vectors_path), str(rerank_path) if rerank_path else None)
         fsync_path(vectors_path)
         meta = {
             "format": FORMAT_VERSION,
@@ -335,18 +387,25 @@ class Gallery:
             "next_id": next_id,
             "vectors_file": vectors_file,
             "vectors_sha256": sha256_file(vectors_path),
-            "items": [asdict(item) for item in sorted(items.values(), key=lambda it: it.id)],
         }
+        if index.kind != "flat":
+            meta |= {"format": KINDS_FORMAT_VERSION, "index_kind": index.kind, "index_params": index.params}
+        if rerank_path is not None:
+            fsync_path(rerank_path)
+            meta |= {"rerank_file": rerank_file, "rerank_sha256": sha256_file(rerank_path)}
+        meta["items"] = [asdict(item) for item in sorted(items.values(), key=lambda it: it.id)]
         write_json_atomic(self.directory / GALLERY_FILE, meta)  # the commit point
-        self._snapshot = _Snapshot(generation, next_id, index, to_search_device(index), items)
-        (self.directory / f"vectors-{old.generation}.faiss").unlink(missing_ok=True)
+        self._snapshot = _Snapshot(generation, next_id, index, _search_copy(index), items)
+        for stale in (f"vectors-{old.generation}.faiss", f"rerank-{old.generation}.faiss"):
+            (self.directory / stale).unlink(missing_ok=True)
 
     def _remove_leftovers(self) -> None:
         """Delete what a crashed change left behind: other vector files, temp files, thumbnails
         of items that are not in the gallery."""
-        current = f"vectors-{self._snapshot.generation}.faiss"
+        generation = self._snapshot.generation
+        current = {f"vectors-{generation}.faiss", f"rerank-{generation}.faiss"}
         for path in self.directory.iterdir():
-            if (VECTORS_RE.match(path.name) and path.name != current) or path.name.endswith(".tmp"):
+            if (VECTORS_RE.match(path.name) and path.name not in current) or path.name.endswith(".tmp"):
                 path.unlink(missing_ok=True)
         thumbs = self.directory / THUMBS_DIR
         if thumbs.is_dir():

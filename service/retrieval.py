@@ -12,6 +12,8 @@ import numpy as np
 
 from model_store.gallery import Gallery, GalleryItem, Neighbor, UnknownItemError
 from model_store.store import ModelVersion
+from service.search_batching import SearchCoalescer
+from service.settings import Settings
 
 log = logging.getLogger(__name__)
 Feature = Literal["center", "ten_crop"]
@@ -27,6 +29,7 @@ def query_vector(features: np.ndarray, feature: Feature) -> np.ndarray:
 class Retrieval:
     def __init__(self, gallery: Gallery):
         self.gallery = gallery
+        self._searches: SearchCoalescer[list[Neighbor]] = SearchCoalescer(gallery.search)
 
     def __len__(self) -> int:
         return len(self.gallery)
@@ -44,8 +47,10 @@ class Retrieval:
             raise UnknownItemError(item_id) from None
 
     async def search(self, vector: np.ndarray, k: int, exclude: Sequence[int] = ()) -> list[Neighbor]:
-        (hits,) = await asyncio.to_thread(self.gallery.search, vector[None, :], k, exclude)
-        return hits
+        """The ``k`` nearest items, leaving out ``exclude``; concurrent searches run as one batch."""
+        hits = await self._searches.search(vector, k + len(exclude))
+        skip = set(exclude)
+        return [hit for hit in hits if hit.item.id not in skip][:k]
 
     async def add(
         self, vectors: np.ndarray, labels: Sequence[str], sources: Sequence[str | None], thumbnails: Sequence[bytes]
@@ -60,8 +65,13 @@ class Retrieval:
         return item
 
 
-def load_retrieval(version: ModelVersion) -> Retrieval:
-    """The version's gallery, or an empty one (written on the first add) if it has none yet."""
+def load_retrieval(version: ModelVersion, settings: Settings | None = None) -> Retrieval:
+    """The version's gallery, or an empty one (written on the first add) if it has none yet; with
+    ``vector_backend`` "milvus", its Milvus collection (seeded from that gallery when new)."""
+    if settings is not None and settings.vector_backend == "milvus":
+        from service.milvus_retrieval import load_milvus_retrieval  # pymilvus only when chosen
+
+        return load_milvus_retrieval(version, settings)
     gallery = Gallery.open(version.index_dir, version.manifest.feature_dim)
     if not len(gallery):
         log.warning("model %s has no gallery items: /similar answers no neighbours until some are added", version.path)

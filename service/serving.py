@@ -33,7 +33,7 @@ async def open_version(settings: Settings, metrics: Metrics) -> tuple[Engine, Re
     """The configured version's engine (checksums verified, warmed up) and gallery."""
     engine = await asyncio.to_thread(load_engine, settings, metrics)
     try:
-        retrieval = await asyncio.to_thread(load_retrieval, engine.version)
+        retrieval = await asyncio.to_thread(load_retrieval, engine.version, settings)
         await engine.start()
     except BaseException:
         await engine.close()

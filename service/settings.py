@@ -17,6 +17,8 @@ TEN_CROP = 10
 _VERSION_RE = re.compile(r"^(latest|v\d+)$")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # as model_store.store accepts
 _ORIGIN_RE = re.compile(r"^(\*|https?://[^/\s]+)$")
+_MILVUS_URI_RE = re.compile(r"^(https?://[^/\s]+/?|[^\s]*\.db)$")
+_COLLECTION_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,199}$")  # Milvus takes 255: room for a seeding suffix
 
 
 class Settings(BaseSettings):
@@ -36,7 +38,37 @@ class Settings(BaseSettings):
         "auto", description="auto: CUDA when ONNX Runtime offers it, else CPU; cuda: fail at start-up without it"
     )
     intra_op_threads: int = Field(0, ge=0, description="ONNX Runtime threads per run; 0 lets it choose")
+    runtime: Literal["onnxruntime", "openvino"] = Field(
+        "onnxruntime", description="inference runtime; openvino (CPU only; the extra `openvino`) uses AMX/VNNI"
+    )
+    model_precision: Literal["fp32", "int8", "bf16"] = Field(
+        "fp32",
+        description="fp32 (model.onnx), int8 (model.int8.onnx, built at publish time) or bf16 (model.onnx run in"
+        " bf16 by OpenVINO)",
+    )
+    intra_op_spinning: bool = Field(
+        True,
+        description="ONNX Runtime's threads spin between runs (its default); off frees the cores for decoding"
+        " when they are few",
+    )
     decode_threads: int = Field(4, ge=1, description="threads decoding and preprocessing uploads")
+    jpeg_draft: bool = Field(
+        True,
+        description="decode JPEGs of at least twice 256 px at 1/2, 1/4 or 1/8 scale (never under 256 px):"
+        " ~10x faster for phone photos, mean pixel change 0.46/255 (benchmarks/results/decode_h100_host.md)",
+    )
+
+    # the index behind /similar (docs/scaling.md)
+    vector_backend: Literal["faiss", "milvus"] = Field(
+        "faiss", description="faiss: the version's gallery folder, in process; milvus: a Milvus collection"
+    )
+    milvus_uri: str = Field(
+        "milvus.db", description="a milvus-lite folder (path ending in .db) or a Milvus server, http(s)://host:19530"
+    )
+    milvus_token: SecretStr | None = Field(None, description="Milvus credentials, user:password or an API key")
+    milvus_collection: str | None = Field(
+        None, description="collection name; default: model name and version, e.g. alexnet_caltech101_v1"
+    )
 
     # limits
     max_upload_bytes: int = Field(8 * MIB, ge=1, description="largest accepted image file")
@@ -48,7 +80,13 @@ class Settings(BaseSettings):
 
     # batching and back-pressure
     batch_max_size: int = Field(64, ge=TEN_CROP, description="most crops per ONNX Runtime run (>= 10, one ten-crop)")
-    batch_max_wait_ms: float = Field(5.0, ge=0, le=1000, description="how long a batch waits for more requests")
+    batch_max_wait_ms: float = Field(
+        0.0,
+        ge=0,
+        le=1000,
+        description="extra wait for more requests before a batch runs (0: run as soon as the model is free;"
+        " requests that arrive during a run form the next batch anyway)",
+    )
     max_queue: int = Field(64, ge=1, description="most images in flight (decoding, queued or running); beyond: 503")
     retry_after_s: int = Field(1, ge=1, description="Retry-After of 503 answers")
     inference_timeout_s: float = Field(
@@ -78,6 +116,25 @@ class Settings(BaseSettings):
     def _model_version(cls, value: str) -> str:
         if not _VERSION_RE.match(value):
             raise ValueError("must be 'latest' or vN")
+        return value
+
+    @field_validator("milvus_uri")
+    @classmethod
+    def _milvus_uri(cls, value: str) -> str:
+        if not _MILVUS_URI_RE.match(value):
+            raise ValueError("must be a path ending in .db (milvus-lite) or http(s)://host[:port]")
+        return value
+
+    @field_validator("milvus_token", "milvus_collection", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("milvus_collection")
+    @classmethod
+    def _milvus_collection(cls, value: str | None) -> str | None:
+        if value is not None and not _COLLECTION_RE.match(value):
+            raise ValueError("use letters, digits and '_', starting with a letter or '_' (at most 200)")
         return value
 
     @field_validator("api_key", mode="before")

@@ -6,6 +6,11 @@ By default the gallery is the model's training split of Caltech-101, as in the p
 (test images are queried against training images). Each item's label is its class folder and its
 source is the image path relative to the data root.
 
+``index_kind`` (``--index-kind``) picks the FAISS index (``model_store/index_kinds.py``): ``flat``,
+exact, by default; ``ivf_pq``, ``opq_ivf_pq``, ``binary`` or ``sq_fp16`` for large galleries (see
+docs/scaling-index.md). A trainable kind is trained on the gallery's own vectors and needs at least
+``index_kinds.MIN_TRAIN`` images.
+
 The index is built in a staging folder beside ``index/`` and renamed into place, so a crash leaves
 the old index (or none). Build it while no service writes to that version's gallery.
 """
@@ -72,10 +77,12 @@ def build_gallery_index(
     classes: Sequence[str] | None = None,
     per_class: int | None = None,
     overwrite: bool = False,
+    index_kind: str = "flat",
 ) -> Path:
     """Compute centre-crop fc7 vectors of the split's images with the published model and write the
     gallery into the version folder; returns the index folder."""
     from model_store.gallery import Gallery, make_thumbnail  # FAISS: not needed to train or export
+    from model_store.index_kinds import MIN_TRAIN, TRAINABLE, check_kind
 
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -87,6 +94,11 @@ def build_gallery_index(
     images = gallery_images(data_root, split, classes, per_class)
     if not images:
         raise ValueError(f"split {split!r} selects no images")
+    if check_kind(index_kind) in TRAINABLE and len(images) < MIN_TRAIN:  # before the long feature pass
+        raise ValueError(
+            f"index kind {index_kind!r} needs at least {MIN_TRAIN} gallery images to train on, the split"
+            f" selects {len(images)}; use --index-kind flat"
+        )
     preprocessor = model.preprocessor()
     sig = model.manifest.onnx
     session = ort.InferenceSession(str(model.model_path), providers=onnx_providers())
@@ -109,7 +121,7 @@ def build_gallery_index(
 
     staging = Path(tempfile.mkdtemp(prefix=f".{INDEX_DIR}-build-", dir=model.path))
     try:
-        gallery = Gallery.empty(staging, model.manifest.feature_dim)
+        gallery = Gallery.empty(staging, model.manifest.feature_dim, index_kind=index_kind)
         gallery.add(
             np.concatenate(vectors),
             labels=[label for label, _ in images],
@@ -125,7 +137,7 @@ def build_gallery_index(
         shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    log.info("wrote a gallery of %d items to %s", len(images), index_dir)
+    log.info("wrote a %s gallery of %d items to %s", index_kind, len(images), index_dir)
     return index_dir
 
 
@@ -139,6 +151,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--classes", nargs="+", default=None, help="only these classes (default: all)")
     parser.add_argument("--per-class", type=int, default=None, help="at most this many images per class")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing index of the version")
+    parser.add_argument(
+        "--index-kind",
+        default="flat",
+        help="FAISS index: flat (default: exact), sq_fp16, ivf_pq, opq_ivf_pq or binary (approximate, for large"
+        " galleries; trained on the gallery, at least 1000 images); see docs/scaling-index.md",
+    )
     return parser
 
 
@@ -153,6 +171,7 @@ def run(args: argparse.Namespace) -> int:
         classes=args.classes,
         per_class=args.per_class,
         overwrite=args.overwrite,
+        index_kind=args.index_kind,
     )
     print(index_dir)
     return 0
