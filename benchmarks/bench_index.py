@@ -284,6 +284,9 @@ def fmt_row(row: dict) -> str:
     )
 
 
+LOAD_BEFORE = [0.0]  # set when main() starts, printed in the report
+
+
 def report(args, fit, rows, real_rows, wall) -> str:
     lines = [
         "# Gallery index kinds on the CPU",
@@ -292,7 +295,8 @@ def report(args, fit, rows, real_rows, wall) -> str:
         "",
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores "
         f"(FAISS threads: {faiss.omp_get_max_threads()}), Python {platform.python_version()}, "
-        f"faiss {faiss.__version__}; niced, on a machine shared with other work. Run took {wall / 60:.0f} min.",
+        f"faiss {faiss.__version__}; 1-min load average before/after {LOAD_BEFORE[0]:.2f} / {os.getloadavg()[0]:.2f}"
+        f" (a shared machine). Run took {wall / 60:.0f} min.",
         "",
         f"Queries: {args.queries} synthetic (same distribution, not in the gallery), k = {K}; recall@10 is "
         "against exact search over the same vectors. Latency: one query per call "
@@ -354,6 +358,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="also write the markdown table here")
     args = parser.parse_args()
+    LOAD_BEFORE[0] = os.getloadavg()[0]
     started = time.perf_counter()
     real = load_real(args.real_gallery)
     print(f"real fc7: {real.shape}; fitting the generator", flush=True)
