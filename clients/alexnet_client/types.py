@@ -272,6 +272,7 @@ class ModelInfo:
     metrics: Mapping[str, Any]
     preprocessing: Mapping[str, Any]
     manifest: Mapping[str, Any]
+    precision: str = "fp32"  # which model file and arithmetic serve (older services did not say: fp32)
 
     @property
     def num_classes(self) -> int:
@@ -296,4 +297,5 @@ class ModelInfo:
             metrics=dict(data.get("metrics") or {}),
             preprocessing=dict(data.get("preprocessing") or {}),
             manifest=dict(data),
+            precision=str(data.get("precision", "fp32")),
         )

@@ -58,6 +58,9 @@ def test_model_info_in_both_shapes() -> None:
             4,
         )
     assert flat.manifest["future"] == 1
+    assert flat.precision == nested.precision == "fp32"  # a service that does not say serves fp32
+    served = {**manifest, "provider": "x", "gallery_size": 0, "precision": "bf16"}
+    assert ModelInfo.from_json(served).precision == "bf16"
 
 
 def test_optional_query_fields_and_readiness_details() -> None:

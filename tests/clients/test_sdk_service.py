@@ -76,6 +76,7 @@ def test_health_ready_and_model_info(client: Client, info: ModelInfo) -> None:
     assert readiness.ready and readiness.status == "ready"
     assert info.name and info.version and info.num_classes >= 2
     assert info.feature_dim > 0 and info.provider and info.gallery_size >= 0
+    assert info.precision == "fp32"  # the service's default
 
 
 def test_classify_every_input_kind(client: Client, info: ModelInfo, tmp_path: Path) -> None:
