@@ -240,24 +240,28 @@ def run_size(synth: Synth, n: int, args: argparse.Namespace, tmp: Path) -> list[
             size += rerank_bytes
             write_s += rerank_write
         exhaustive = kind in ("flat", "sq_fp16")
-        res = timed_search(vi, queries, args.single // (4 if exhaustive else 1))
-        row = {
-            "n": n,
-            "kind": kind,
-            "factory": factory_string(kind, vi.params) + (" + SQ8 rerank" if vi.rerank is not None else ""),
-            "params": {k: v for k, v in vi.params.items() if k in ("nprobe", "rerank")},
-            "bytes": size,
-            "build": entry["build"],
-            "write": write_s,
-            "p50": res["p50"],
-            "p99": res["p99"],
-            "qps": res["qps"],
-            "recall": recall(res["ids"], truth),
-        }
-        if vi.rerank is not None:
-            row["recall_first"] = recall(vi.search(queries, K, rerank=False)[1], truth)
-        rows.append(row)
-        print(f"  {kind}: {fmt_row(row)}", flush=True)
+        depths = (args.rerank or [vi.params["rerank"]]) if vi.rerank is not None else [None]
+        for depth in depths:  # the rerank depth is a search-time parameter: one build, several rows
+            if depth is not None:
+                vi.params["rerank"] = depth
+            res = timed_search(vi, queries, args.single // (4 if exhaustive else 1))
+            row = {
+                "n": n,
+                "kind": kind,
+                "factory": factory_string(kind, vi.params) + (" + SQ8 rerank" if vi.rerank is not None else ""),
+                "params": {k: v for k, v in vi.params.items() if k in ("nprobe", "rerank")},
+                "bytes": size,
+                "build": entry["build"],
+                "write": write_s,
+                "p50": res["p50"],
+                "p99": res["p99"],
+                "qps": res["qps"],
+                "recall": recall(res["ids"], truth),
+            }
+            if vi.rerank is not None:
+                row["recall_first"] = recall(vi.search(queries, K, rerank=False)[1], truth)
+            rows.append(row)
+            print(f"  {kind}: {fmt_row(row)}", flush=True)
     kinds.clear()
     return rows
 
@@ -356,6 +360,9 @@ def main() -> int:
     parser.add_argument("--real-gallery", type=Path, default=DEFAULT_GALLERY)
     parser.add_argument("--held-out", type=int, default=300)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--rerank", type=int, nargs="+", default=None, help="rerank depths to measure (default: each kind's own)"
+    )
     parser.add_argument("--out", type=Path, default=None, help="also write the markdown table here")
     args = parser.parse_args()
     LOAD_BEFORE[0] = os.getloadavg()[0]
