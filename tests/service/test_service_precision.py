@@ -17,23 +17,29 @@ from training.evaluate import onnx_logits_fn, predict_probabilities
 from training.index import gallery_images
 
 
+def served_and_offline(url, tiny_model, store_root, precision: str, per_class: int):
+    """(probabilities /classify served, ONNX Runtime's offline 10-crop probabilities with the
+    version's ``precision`` model) for test images of the tiny model's classes."""
+    version = load_version(store_root, tiny_model.name)
+    pre = version.preprocessor()
+    session = ort.InferenceSession(str(version.model_file(precision)), providers=["CPUExecutionProvider"])
+    images = gallery_images(tiny_model.data_root, "test30", tiny_model.classes, per_class=per_class)
+    squares = np.stack([resize_center_crop(decode_image(path), pre.resize) for _, path in images])
+    offline = predict_probabilities(onnx_logits_fn(session), squares, pre, "ten_crop")
+    for (_, path), expected in zip(images, offline, strict=True):
+        response = httpx.post(f"{url}/classify", files={"files": (path.name, path.read_bytes(), "image/jpeg")})
+        assert response.status_code == 200, response.text
+        predictions = response.json()["results"][0]["predictions"]
+        yield np.array([p["probability"] for p in sorted(predictions, key=lambda p: p["index"])]), expected
+
+
 def test_int8_is_served_and_equals_the_offline_int8_model(tiny_model, private_store, start_service) -> None:
     server = start_service(private_store, model_precision="int8")
     ready = httpx.get(f"{server.url}/readyz").json()
     assert ready["precision"] == "int8" and ready["provider"] == "CPUExecutionProvider"
     assert httpx.get(f"{server.url}/v1/models").json()["models"][0]["precision"] == "int8"
 
-    version = load_version(private_store, tiny_model.name)
-    pre = version.preprocessor()
-    session = ort.InferenceSession(str(version.model_file("int8")), providers=["CPUExecutionProvider"])
-    images = gallery_images(tiny_model.data_root, "test30", tiny_model.classes, per_class=1)
-    squares = np.stack([resize_center_crop(decode_image(path), pre.resize) for _, path in images])
-    offline = predict_probabilities(onnx_logits_fn(session), squares, pre, "ten_crop")
-    for (_, path), expected in zip(images, offline, strict=True):
-        response = httpx.post(f"{server.url}/classify", files={"files": (path.name, path.read_bytes(), "image/jpeg")})
-        assert response.status_code == 200, response.text
-        predictions = response.json()["results"][0]["predictions"]
-        served = np.array([p["probability"] for p in sorted(predictions, key=lambda p: p["index"])])
+    for served, expected in served_and_offline(server.url, tiny_model, private_store, "int8", per_class=1):
         np.testing.assert_allclose(served, expected, rtol=0, atol=1e-4)
 
 
@@ -56,15 +62,5 @@ def test_openvino_runtime_serves_the_same_labels(tiny_model, private_store, star
     server = start_service(private_store, runtime="openvino", model_precision=precision)
     ready = httpx.get(f"{server.url}/readyz").json()
     assert ready["precision"] == precision and ready["provider"].startswith("OpenVINO")
-    version = load_version(private_store, tiny_model.name)
-    session = ort.InferenceSession(str(version.model_path), providers=["CPUExecutionProvider"])
-    pre = version.preprocessor()
-    images = gallery_images(tiny_model.data_root, "test30", tiny_model.classes, per_class=2)
-    squares = np.stack([resize_center_crop(decode_image(path), pre.resize) for _, path in images])
-    fp32 = predict_probabilities(onnx_logits_fn(session), squares, pre, "ten_crop")
-    for (_, path), expected in zip(images, fp32, strict=True):
-        response = httpx.post(f"{server.url}/classify", files={"files": (path.name, path.read_bytes(), "image/jpeg")})
-        assert response.status_code == 200, response.text
-        served = response.json()["results"][0]["predictions"]
-        probabilities = np.array([p["probability"] for p in sorted(served, key=lambda p: p["index"])])
-        np.testing.assert_allclose(probabilities, expected, atol=0.1 if precision != "fp32" else 1e-3)
+    for served, expected in served_and_offline(server.url, tiny_model, private_store, "fp32", per_class=2):
+        np.testing.assert_allclose(served, expected, atol=0.1 if precision != "fp32" else 1e-3)
