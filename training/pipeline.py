@@ -188,11 +188,12 @@ def publish_run(
     with tempfile.TemporaryDirectory() as tmp:
         tmp_dir = Path(tmp)
         onnx_path = export_onnx(run.model, tmp_dir / MODEL_FILE, run.config.crop)
-        metrics["onnx_parity"] = check_parity(run.model, onnx_path, parity_images(run, split)).as_dict()
+        parity_crops = parity_images(run, split)
+        metrics["onnx_parity"] = check_parity(run.model, onnx_path, parity_crops).as_dict()
         files = {}
         if fast_paths:  # the fast CPU paths: OpenVINO's bf16 graph and the int8 model
             bf16_path = export_onnx(run.model, tmp_dir / BF16_MODEL_FILE, run.config.crop, lrn_node=True)
-            metrics["bf16_graph_parity"] = check_parity(run.model, bf16_path, parity_images(run, split)).as_dict()
+            metrics["bf16_graph_parity"] = check_parity(run.model, bf16_path, parity_crops).as_dict()
             files[BF16_MODEL_FILE] = bf16_path
             calibration = split_crops(run, run.config.split, CALIBRATION_IMAGES)
             int8_path = quantize_int8(onnx_path, tmp_dir / INT8_MODEL_FILE, calibration)
