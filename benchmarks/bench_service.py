@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import datetime
 import logging
+import math
 import os
 import platform
 import socket
@@ -48,7 +49,6 @@ log = logging.getLogger("bench_service")
 SCENARIOS = (("/classify", "ten_crop"), ("/classify", "center"), ("/similar", "center"))
 CROPS = {"ten_crop": 10, "center": 1}
 DEFAULT_K = 6  # /similar's default k, what the load test asks for
-MIN_RAW_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,10 @@ class Result:
     images_per_s: float
     p50_ms: float
     p99_ms: float
-    raw_images_per_s: float
+    raw_images_per_s: float  # on batches of ``ideal_batch`` images
+    ideal_batch: int  # images per run of a perfect batcher: all clients' images, up to the crop limit
+    service_batch: float  # images per run that the service formed, on average (from /metrics)
+    raw_same_batches_per_s: float  # on batches of ``service_batch`` images, on average
     client_cpu_ms: float  # the load generator's CPU time per request
     server_cpu_ms: float  # the service process's CPU time per image (all its threads)
 
@@ -84,12 +87,14 @@ def load_images(data_root: Path, count: int) -> list[tuple[str, bytes]]:
     return [(p.name, p.read_bytes()) for p in paths]
 
 
-def raw_throughput(run: Callable[[], object], images: int, min_images: int, max_seconds: float) -> float:
+def raw_throughput(
+    run: Callable[[], object], images: int, min_images: int, min_seconds: float, max_seconds: float
+) -> float:
     """Images/s of ``run()`` (one batch of ``images`` images): at least ``min_images`` and
-    MIN_RAW_SECONDS, at most ``max_seconds``."""
+    ``min_seconds``, at most ``max_seconds``."""
     run()  # warm-up for this shape
     done, started = 0, time.perf_counter()
-    while (elapsed := time.perf_counter() - started) < max_seconds and (done < min_images or elapsed < MIN_RAW_SECONDS):
+    while (elapsed := time.perf_counter() - started) < max_seconds and (done < min_images or elapsed < min_seconds):
         run()
         done += images
     return done / (time.perf_counter() - started)
@@ -165,8 +170,38 @@ async def read_response(reader: asyncio.StreamReader) -> tuple[int, bool, bytes]
     return status, headers.get("connection", "").lower() == "close", body
 
 
+async def warm_up(port: int, route: str, mode: str, images: list[tuple[str, bytes]]) -> None:
+    """Two requests through the server's path, not counted."""
+    field, param = ("files", "tta") if route == "/classify" else ("file", "feature")
+    name, data = images[0]
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        for _ in range(2):
+            writer.write(multipart_request(route, field, name, data, param, mode))
+            await read_response(reader)
+    finally:
+        writer.close()
+
+
+def batch_counts(port: int) -> tuple[float, float]:
+    """(inference runs, images in them) so far, from the service's /metrics."""
+    values = {}
+    for line in httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in ("alexnet_inference_batch_images_count", "alexnet_inference_batch_images_sum"):
+            values[name] = float(value)
+    return values["alexnet_inference_batch_images_count"], values["alexnet_inference_batch_images_sum"]
+
+
 async def load_test(
-    port: int, route: str, mode: str, clients: int, images: list[tuple[str, bytes]], requests: int, max_seconds: float
+    port: int,
+    route: str,
+    mode: str,
+    clients: int,
+    images: list[tuple[str, bytes]],
+    requests: int,
+    min_seconds: float,
+    max_seconds: float,
 ) -> tuple[list[float], int, float, float]:
     """(latencies in s of the successful requests, errors, wall seconds, this process's CPU seconds).
 
@@ -179,18 +214,16 @@ async def load_test(
     errors = 0
     issued = 0
 
-    async def client(warmup: bool) -> None:
+    async def client() -> None:
         nonlocal errors, issued
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         try:
-            while warmup or (issued < requests and time.perf_counter() < deadline):
+            while (issued < requests or time.perf_counter() < long_enough) and time.perf_counter() < deadline:
                 i = issued
-                issued += not warmup
+                issued += 1
                 started = time.perf_counter()
                 writer.write(payloads[i % len(payloads)])
                 status, closes, body = await read_response(reader)
-                if warmup:
-                    return
                 if status == 200:
                     latencies.append(time.perf_counter() - started)
                 else:
@@ -202,24 +235,26 @@ async def load_test(
         finally:
             writer.close()
 
-    await asyncio.gather(*(client(True) for _ in range(min(clients, 2))))  # warm the server's path, not counted
     deadline = time.perf_counter() + max_seconds
+    long_enough = time.perf_counter() + min_seconds
     cpu, started = time.process_time(), time.perf_counter()
-    await asyncio.gather(*(client(False) for _ in range(clients)))
+    await asyncio.gather(*(client() for _ in range(clients)))
     return latencies, errors, time.perf_counter() - started, time.process_time() - cpu
 
 
 def table(results: list[Result]) -> str:
     rows = [
         "| route | tta / feature | clients | requests | errors | service img/s | p50 ms | p99 ms "
-        "| raw engine img/s (same batch) | ratio | server CPU ms/img | client CPU ms/req |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| raw img/s, perfect batches (images) | **ratio** | service's mean batch | raw img/s, service's batches "
+        "| ratio, same batches | server CPU ms/img | client CPU ms/req |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         rows.append(
             f"| {r.route} | {r.mode} | {r.clients} | {r.requests} | {r.errors} | {r.images_per_s:.1f} "
-            f"| {r.p50_ms:.0f} | {r.p99_ms:.0f} | {r.raw_images_per_s:.1f} "
-            f"| {r.images_per_s / r.raw_images_per_s:.2f} | {r.server_cpu_ms:.0f} | {r.client_cpu_ms:.1f} |"
+            f"| {r.p50_ms:.0f} | {r.p99_ms:.0f} | {r.raw_images_per_s:.1f} ({r.ideal_batch}) "
+            f"| **{r.images_per_s / r.raw_images_per_s:.2f}** | {r.service_batch:.1f} | {r.raw_same_batches_per_s:.1f} "
+            f"| {r.images_per_s / r.raw_same_batches_per_s:.2f} | {r.server_cpu_ms:.0f} | {r.client_cpu_ms:.1f} |"
         )
     return "\n".join(rows)
 
@@ -232,7 +267,15 @@ def main(argv: list[str] | None = None) -> int:
     default_data = os.environ.get("ALEXNET_DATA") or REPO_ROOT.parent / "shared" / "datasets" / "caltech101"
     parser.add_argument("--data-root", type=Path, default=Path(default_data), help="Caltech-101 (env ALEXNET_DATA)")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16], help="concurrency levels")
-    parser.add_argument("--requests", type=int, default=64, help="requests (one image each) per scenario")
+    parser.add_argument(
+        "--scenarios",
+        nargs="+",
+        default=[f"{route}:{mode}" for route, mode in SCENARIOS],
+        choices=[f"{route}:{mode}" for route, mode in SCENARIOS],
+        help="which of route:mode to run",
+    )
+    parser.add_argument("--requests", type=int, default=64, help="at least this many requests per scenario")
+    parser.add_argument("--min-seconds", type=float, default=10, help="each scenario runs at least this long")
     parser.add_argument("--max-seconds", type=float, default=60, help="time limit per scenario")
     parser.add_argument("--images", type=int, default=32, help="distinct test images to cycle through")
     parser.add_argument(
@@ -258,9 +301,9 @@ def main(argv: list[str] | None = None) -> int:
     max_crops = settings.batch_max_size
     gallery = Gallery.load(version.index_dir) if version.index_dir.is_dir() else None
 
-    def raw_engine(route: str, mode: str, clients: int) -> float:
+    def raw_rate(route: str, mode: str, per_batch: int) -> float:
+        """Images/s of the raw engines on batches of ``per_batch`` images."""
         per_image = CROPS[mode]
-        per_batch = min(clients, max_crops // per_image)  # the biggest batch the service forms
         batch = np.ascontiguousarray(np.resize(crops[mode], (per_batch * per_image, *crops[mode].shape[1:])))
         if route == "/similar" and gallery is not None:
 
@@ -272,9 +315,18 @@ def main(argv: list[str] | None = None) -> int:
             def run() -> None:
                 model.run(batch)
 
-        rate = raw_throughput(run, per_batch, args.requests, args.max_seconds)
+        rate = raw_throughput(run, per_batch, args.requests, args.min_seconds, args.max_seconds)
         log.info("raw %s %s, %d images per run: %.1f img/s", route, mode, per_batch, rate)
         return rate
+
+    def raw_rate_at_mean(route: str, mode: str, mean_batch: float) -> float:
+        """Images/s of the raw engines on batches averaging ``mean_batch`` images: the time of a run
+        interpolated between the two whole batch sizes around it (exact when time is affine in
+        the batch size, close to it otherwise)."""
+        low, high = math.floor(mean_batch), math.ceil(mean_batch)
+        low_s = low / raw_rate(route, mode, low)
+        high_s = low_s if high == low else high / raw_rate(route, mode, high)
+        return mean_batch / (low_s + (mean_batch - low) * (high_s - low_s))
 
     port = free_port()
     server_log = args.output.with_suffix(".server.log")
@@ -282,20 +334,28 @@ def main(argv: list[str] | None = None) -> int:
     server = start_server(args, port, server_log)
     results = []
     try:
-        for route, mode in SCENARIOS:
+        for route, mode in (scenario.split(":") for scenario in args.scenarios):
             for clients in args.clients:
                 # raw and service back to back (the server idles meanwhile), so both see the same machine
-                raw = raw_engine(route, mode, clients)
-                server_cpu = process_cpu_seconds(server.pid)
+                ideal = min(clients, max_crops // CROPS[mode])  # the biggest batch the service can form
+                raw = raw_rate(route, mode, ideal)
+                asyncio.run(warm_up(port, route, mode, images))
+                batches_before, server_cpu = batch_counts(port), process_cpu_seconds(server.pid)
                 latencies, errors, wall, client_cpu = asyncio.run(
-                    load_test(port, route, mode, clients, images, args.requests, args.max_seconds)
+                    load_test(port, route, mode, clients, images, args.requests, args.min_seconds, args.max_seconds)
                 )
                 server_cpu = process_cpu_seconds(server.pid) - server_cpu
+                runs_after, batched_after = batch_counts(port)
+                runs, batched = runs_after - batches_before[0], batched_after - batches_before[1]
+                mean_batch = batched / max(runs, 1)
+                # the same batch shapes as the service ran (on average): the gap is then the
+                # per-request work (HTTP, decoding, queueing) alone, without the batching's
+                raw_same = raw if mean_batch >= ideal else raw_rate_at_mean(route, mode, max(mean_batch, 1.0))
                 done = max(len(latencies), 1)
                 ms = np.array(latencies or [float("nan")]) * 1000
                 result = Result(
                     route, mode, clients, len(latencies) + errors, errors, len(latencies) / wall,
-                    float(np.percentile(ms, 50)), float(np.percentile(ms, 99)), raw,
+                    float(np.percentile(ms, 50)), float(np.percentile(ms, 99)), raw, ideal, mean_batch, raw_same,
                     client_cpu / done * 1000, server_cpu / done * 1000,
                 )  # fmt: skip
                 log.info("%s", result)
@@ -317,12 +377,17 @@ def main(argv: list[str] | None = None) -> int:
             f" onnxruntime {ort.__version__}, {model.provider} ({model.precision}); service settings: the defaults"
             f"{' and ' + ', '.join(args.env) if args.env else ''}; client and server on the same machine over"
             " loopback (the load generator's and the service's CPU time per request are in the table)",
-            f"- each request: one Caltech-101 test image ({len(images)} distinct, cycled); up to {args.requests}"
-            f" requests or {args.max_seconds:.0f} s per row; p99 of few requests is close to the maximum",
+            f"- each request: one Caltech-101 test image ({len(images)} distinct, cycled); each row (raw and"
+            f" service alike) runs for at least {args.requests} images and {args.min_seconds:g} s, at most"
+            f" {args.max_seconds:g} s; p99 of few requests is close to the maximum",
             "- raw engine: ONNX Runtime alone (for /similar: ONNX Runtime, then one FAISS search of the"
-            " batch's fc7 vectors, k=6) on batches of `clients` images (10 or 1 crops each, at most"
-            f" {max_crops} crops: the biggest batch the service forms), inputs already decoded and cropped;"
-            " ratio = service img/s / raw img/s (decoding, HTTP and batching are the gap)",
+            " batch's fc7 vectors, k=6), inputs already decoded and cropped, measured back to back with the"
+            " service row. Two baselines: **perfect batches** of `clients` images (10 or 1 crops each, at most"
+            f" {max_crops} crops: the biggest batch the service can form), and **the service's batches**: runs of"
+            " the mean size the service actually formed in that row (from its /metrics; the run time is"
+            " interpolated between the two whole sizes around the mean). ratio = service img/s / raw img/s:"
+            " against perfect batches the gap is decoding, HTTP, queueing and smaller batches; against the"
+            " service's batches it is the per-request work alone",
             "",
             table(results),
             "",

@@ -1,6 +1,9 @@
 """What routes get injected: the app's settings, engine, gallery and metrics (all made in the
 lifespan and kept on ``app.state``), and the API-key check of the mutating routes (and, with
-``require_key_for_reads``, of all the others but health, readiness and metrics)."""
+``require_key_for_reads``, of all the others but health, readiness and metrics).
+
+They are ``async def`` although none awaits: FastAPI runs a plain ``def`` dependency on a worker
+thread, a thread hop per dependency per request."""
 
 from __future__ import annotations
 
@@ -17,11 +20,11 @@ from service.retrieval import Retrieval
 from service.settings import Settings
 
 
-def app_settings(request: Request) -> Settings:
+async def app_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def app_metrics(request: Request) -> Metrics:
+async def app_metrics(request: Request) -> Metrics:
     return request.app.state.metrics
 
 
@@ -30,14 +33,14 @@ def _not_ready(request: Request) -> NotReady:
     return NotReady("the model and gallery are not loaded yet", {"Retry-After": retry_after})
 
 
-def ready_engine(request: Request) -> Engine:
+async def ready_engine(request: Request) -> Engine:
     engine: Engine | None = getattr(request.app.state, "engine", None)
     if engine is None or not engine.ready:
         raise _not_ready(request)
     return engine
 
 
-def ready_retrieval(request: Request) -> Retrieval:
+async def ready_retrieval(request: Request) -> Retrieval:
     retrieval: Retrieval | None = getattr(request.app.state, "retrieval", None)
     if retrieval is None:
         raise _not_ready(request)
@@ -54,7 +57,9 @@ RetrievalDep = Annotated[Retrieval, Depends(ready_retrieval)]
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="the server's api_key")
 
 
-def require_api_key(settings: SettingsDep, x_api_key: Annotated[str | None, Depends(api_key_header)] = None) -> None:
+async def require_api_key(
+    settings: SettingsDep, x_api_key: Annotated[str | None, Depends(api_key_header)] = None
+) -> None:
     """401 without a key, 403 with a wrong one, and 403 always when the server has none set. The
     comparison takes the same time wherever the keys differ (hmac.compare_digest)."""
     if settings.api_key is None:

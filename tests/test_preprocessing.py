@@ -21,7 +21,6 @@ from model_store.preprocessing import (
     ImageTooLargeError,
     Preprocessor,
     average_crop_probabilities,
-    center_crop,
     crop_offsets,
     decode_image,
     resize_center_crop,
@@ -55,11 +54,15 @@ def test_ten_crop_positions_and_mirrors() -> None:
         assert crops[i + 5][1, 0, 0] == left + 223 and crops[i + 5][0, 0, 0] == top
 
 
-def test_center_crop_is_crop_four() -> None:
-    chw = position_chw(256)
-    center = center_crop(chw, 224)
-    assert center.shape == (1, 3, 224, 224)
-    np.testing.assert_array_equal(center[0], ten_crop(chw, 224)[4])
+def test_center_crop_is_crop_four_with_a_mean_image() -> None:
+    # the centre crop normalises only its patch; with a per-pixel mean and a scale it must give
+    # exactly the floats of crop 4 of the ten (which normalise the whole square)
+    rng = np.random.default_rng(0)
+    pre = Preprocessor(mean=rng.uniform(0, 2, (256, 256, 3)), scale=1 / 64)
+    square = rng.integers(0, 256, (256, 256, 3), dtype=np.uint8)
+    center = pre.crops_from_square(square, "center")
+    assert center.shape == (1, 3, 224, 224) and center.dtype == np.float32 and center.flags["C_CONTIGUOUS"]
+    np.testing.assert_array_equal(center[0], pre.crops_from_square(square, "ten_crop")[4])
 
 
 def test_ten_crop_rejects_non_square() -> None:

@@ -19,8 +19,13 @@ MAX_LABEL_CHARS = 100
 ItemId = Annotated[int, Path(ge=0, description="gallery item id")]
 
 
+THUMBNAIL_PATH = "/gallery/{item_id}/thumbnail"
+
+
 def thumbnail_url(request: Request, item_id: int) -> str:
-    return request.url_for("gallery_thumbnail", item_id=str(item_id)).path
+    """The path of an item's thumbnail (under the server's root_path, as url_for gives it). Formatted
+    rather than url_for, which walks every route: 70 us a call, six calls per /similar answer."""
+    return request.scope.get("root_path", "") + THUMBNAIL_PATH.format(item_id=item_id)
 
 
 def check_labels(labels: list[str], count: int) -> list[str]:
@@ -81,7 +86,7 @@ async def remove_from_index(item_id: ItemId, retrieval: RetrievalDep) -> IndexDe
 
 
 @router.get(
-    "/gallery/{item_id}/thumbnail",
+    THUMBNAIL_PATH,
     name="gallery_thumbnail",
     response_class=Response,
     responses={200: {"content": {"image/jpeg": {}}, "description": "JPEG thumbnail"}, **error_responses(404, 422, 503)},

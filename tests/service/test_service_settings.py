@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import subprocess
 import sys
@@ -65,14 +66,17 @@ def test_empty_api_key_means_none() -> None:
 
 
 def test_api_key_check() -> None:
+    def check(settings: Settings, key: str | None) -> None:
+        asyncio.run(require_api_key(settings, key))
+
     with pytest.raises(Forbidden, match="no api_key"):
-        require_api_key(Settings(), KEY)
+        check(Settings(), KEY)
     keyed = Settings(api_key=KEY)
     with pytest.raises(MissingApiKey):
-        require_api_key(keyed, None)
+        check(keyed, None)
     with pytest.raises(Forbidden, match="not valid"):
-        require_api_key(keyed, KEY + "x")
-    require_api_key(keyed, KEY)
+        check(keyed, KEY + "x")
+    check(keyed, KEY)
 
 
 def test_python_m_service_exits_with_a_message_on_bad_settings() -> None:
