@@ -88,7 +88,7 @@ async def read_uploads(files: list[UploadFile], settings: Settings) -> list[Uplo
 FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
 
 
-def require_form(request: Request) -> None:
+async def require_form(request: Request) -> None:
     """Router dependency: the upload routes take form bodies (or none: /similar?id=3); a body of
     any other declared type (JSON, raw image bytes, ...) is answered 415."""
     media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
