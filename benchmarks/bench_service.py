@@ -350,6 +350,9 @@ def main(argv: list[str] | None = None) -> int:
                 mean_batch = batched / max(runs, 1)
                 # the same batch shapes as the service ran (on average): the gap is then the
                 # per-request work (HTTP, decoding, queueing) alone, without the batching's
+                # the perfect-batch baseline once more, after the service row: the mean of before
+                # and after cancels a slow drift of this shared machine's speed
+                raw = (raw + raw_rate(route, mode, ideal)) / 2
                 raw_same = raw if mean_batch >= ideal else raw_rate_at_mean(route, mode, max(mean_batch, 1.0))
                 done = max(len(latencies), 1)
                 ms = np.array(latencies or [float("nan")]) * 1000
@@ -382,7 +385,8 @@ def main(argv: list[str] | None = None) -> int:
             f" {args.max_seconds:g} s; p99 of few requests is close to the maximum",
             "- raw engine: ONNX Runtime alone (for /similar: ONNX Runtime, then one FAISS search of the"
             " batch's fc7 vectors, k=6), inputs already decoded and cropped, measured back to back with the"
-            " service row. Two baselines: **perfect batches** of `clients` images (10 or 1 crops each, at most"
+            " service row (the perfect-batch one before and after it, averaged). Two baselines: **perfect"
+            " batches** of `clients` images (10 or 1 crops each, at most"
             f" {max_crops} crops: the biggest batch the service can form), and **the service's batches**: runs of"
             " the mean size the service actually formed in that row (from its /metrics; the run time is"
             " interpolated between the two whole sizes around the mean). ratio = service img/s / raw img/s:"

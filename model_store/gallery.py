@@ -2,29 +2,56 @@
 
 Layout, in ``<version_dir>/index/``::
 
-    gallery.json             format, dim, next id, the vectors file's name and sha256, the items
-    vectors-<generation>.faiss   IndexIDMap2 over IndexFlatL2 (int64 ids)
+    gallery.json                 format, dim, next id, the base files' names and sha256s, the items
+    vectors-<generation>.faiss   the base index (``flat``: IndexIDMap2 over IndexFlatL2, int64 ids)
     rerank-<generation>.faiss    only for the approximate index kinds: the SQ8 rerank store
-    thumbs/<id>.jpg          small JPEG thumbnails
+    changes-<generation>.log     the changes made since the base was written (model_store/change_log.py)
+    thumbs/<id>.jpg              small JPEG thumbnails
 
-Index kinds (``model_store/index_kinds.py``): ``flat`` (the default, exact, written exactly as
-before: format 1, no kind keys), or ``sq_fp16``, ``ivf_pq``, ``opq_ivf_pq``, ``binary`` for large
-galleries. A gallery of another kind is written as format 2 with ``index_kind`` and
+Index kinds (``model_store/index_kinds.py``): ``flat`` (the default, exact), or ``sq_fp16``,
+``ivf_pq``, ``opq_ivf_pq``, ``binary`` for large galleries, stored as ``index_kind`` and
 ``index_params`` (nlist, nprobe, rerank depth, ...) and, for the approximate kinds, ``rerank_file``
-and ``rerank_sha256``; code that only knows format 1 refuses it instead of misreading it. Trainable
-kinds are trained on the first vectors added (at least ``index_kinds.MIN_TRAIN``, else ValueError).
+and ``rerank_sha256``; a flat gallery has none of these keys. Trainable kinds are trained on the
+first vectors added (at least ``index_kinds.MIN_TRAIN``, else ValueError).
 
-``gallery.json`` is the commit point. A change writes a new ``vectors-<g+1>.faiss`` and the new
-thumbnails (each fsynced), then replaces ``gallery.json`` atomically, and only then returns; so
-after a crash (kill -9 included) the folder holds the whole old gallery or the whole new one, and
-the unreferenced leftovers are removed the next time it is opened. Each change rewrites the
-vector file (16 KiB per item), which is fine for galleries of thousands of items.
+Formats: 1 (flat) and 2 (other kinds) are galleries without a change log; they are still read, and
+their first change rewrites them as format 3. Format 3 (every kind) names its log in
+``changes_file``. Code that knows only formats 1 and 2 refuses format 3 instead of loading the base
+without the log's changes (and later deleting the log as a leftover).
+
+A change costs an fsynced append, not a rewrite. An add writes and fsyncs its thumbnails, then
+appends one record (the items and their float32 vectors) to ``changes-<g>.log``; a remove appends
+the id. The fsynced append is the commit point: only then is the change applied in memory and the
+call returns, and ``gallery.json`` is not touched. Loading reads the base (checksums verified) and
+replays the log; a record cut short or failing its CRC (a crash mid-append, never acknowledged)
+ends it, with a warning. Loading never writes the log (a reader may be a read replica while the
+writer appends): the next append is written at the end of the last whole record and cuts off
+whatever followed it.
+
+Compaction folds the log into a new base: the base index is cloned, the removed items taken out and
+the added ones put in, ``vectors-<g+1>.faiss`` (and ``rerank-<g+1>.faiss``) written and fsynced, then
+``gallery.json`` replaced atomically (naming the new, still absent, ``changes-<g+1>.log``) as the
+commit point, and the old generation's files, its log included, deleted. The change that takes the
+log past ``Compaction`` (default: more than max(1000, 2% of the base's items) records, or more than
+64 MiB) compacts instead of appending, synchronously; so does the first change of a gallery without
+a base (the first add, which also trains a trainable kind, so a bulk build is one base write) or
+without a log (formats 1 and 2). After a crash (kill -9 included) the folder holds every
+acknowledged change and no part of another (the one in flight is there whole or not at all);
+unreferenced leftovers (other generations' files, temporary
+files, thumbnails of items not in the gallery) are removed the next time it is opened.
+
+In memory a snapshot is immutable: searches read the current one and never wait for a change,
+which builds the next snapshot and swaps it in once on disk (a failed change leaves the gallery as
+it was). The base index is shared by every snapshot until a compaction; the log's adds are exact
+float32 rows in a small append-only "delta" (searched exhaustively next to the base and merged by
+distance; ``vector()`` is exact for them until the compaction encodes them like the rest), and
+the removed base items are a tombstone set filtered out of the base's results (FAISS IDSelector,
+or asking for more results where the first stage cannot take one). Ids are never reused (but for
+those of an add that a crash cut off before it was acknowledged).
 
 Distances: FAISS returns squared L2; ``Gallery.search`` reports the Euclidean distance
 (the square root), as in the paper's Figure 4.
 
-In memory a change is made on a copy of the index, which replaces the live one only after it is
-on disk: searches never see a half-made change and a failed write leaves the gallery as it was.
 Only numpy, faiss and Pillow are used here (the service must not need torch). One process writes
 a gallery at a time.
 """
@@ -39,13 +66,14 @@ import os
 import re
 import threading
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import faiss
 import numpy as np
 from PIL import Image
 
+from model_store import change_log
 from model_store.index_kinds import VectorIndex, check_kind
 from model_store.store import fsync_path, sha256_file, write_json_atomic
 
@@ -53,11 +81,22 @@ log = logging.getLogger(__name__)
 
 GALLERY_FILE = "gallery.json"
 THUMBS_DIR = "thumbs"
-FORMAT_VERSION = 1  # flat galleries
-KINDS_FORMAT_VERSION = 2  # galleries of another index kind (format 1 readers refuse them)
+FORMAT_VERSION = 1  # flat galleries without a change log (read, no longer written)
+KINDS_FORMAT_VERSION = 2  # galleries of another index kind without a change log (read, no longer written)
+LOG_FORMAT_VERSION = 3  # a base plus a change log, every kind (format 1 and 2 readers refuse it)
 THUMBNAIL_SIZE = 96
 THUMBNAIL_QUALITY = 85
 VECTORS_RE = re.compile(r"^(vectors|rerank)-(\d+)\.faiss$")
+CHANGES_RE = re.compile(r"^changes-(\d+)\.log$")
+# when the change log is folded into a new base (see ``Compaction``): more records than both of
+# these, or more bytes than the last; the delta is searched exhaustively, and 64 MiB of 4096-d rows
+# (4096 of them) scan in a few ms per query
+COMPACT_RECORDS = 1000
+COMPACT_FRACTION = 0.02
+COMPACT_BYTES = 64 << 20
+# with removed base items, a first stage is asked for this many results at most to filter them out
+# itself (GPU flat searches take k <= 2048); beyond it the CPU index searches with an IDSelector
+OVERFETCH_MAX = 2048
 
 
 class GalleryError(RuntimeError):
@@ -166,16 +205,122 @@ class Neighbor:
 
 
 @dataclass(frozen=True)
+class Compaction:
+    """When the change log is folded into a new base: once it would hold more than ``records``
+    records and more than ``fraction`` of the base's item count, or more than ``max_bytes``."""
+
+    records: int = COMPACT_RECORDS
+    fraction: float = COMPACT_FRACTION
+    max_bytes: int = COMPACT_BYTES
+
+    def due(self, records: int, nbytes: int, base_items: int) -> bool:
+        return records > max(self.records, self.fraction * base_items) or nbytes > self.max_bytes
+
+
+class _Rows:
+    """Append-only float32 rows and their (increasing) ids, shared by snapshots: a snapshot reads
+    its first ``n`` rows, which are never written again (a change writes past them, or a copy)."""
+
+    def __init__(self, dim: int, capacity: int = 0):
+        self.vectors = np.empty((capacity, dim), np.float32)
+        self.ids = np.empty(capacity, np.int64)
+
+    def extended(self, n: int, vectors: np.ndarray, ids: np.ndarray) -> _Rows:
+        """Rows [0, n) followed by ``vectors``: this buffer if it has room, else a bigger copy."""
+        end = n + len(vectors)
+        rows = self
+        if end > len(self.ids):
+            rows = _Rows(self.vectors.shape[1], max(16, end, 2 * len(self.ids)))
+            rows.vectors[:n], rows.ids[:n] = self.vectors[:n], self.ids[:n]
+        rows.vectors[n:end], rows.ids[n:end] = vectors, ids
+        return rows
+
+
+@dataclass(frozen=True)
 class _Snapshot:
+    """The base (immutable until a compaction replaces it) plus the changes logged since."""
+
     generation: int
     next_id: int
-    vectors: VectorIndex  # .index: the CPU index, kept for persistence and reconstruction
+    vectors: VectorIndex  # the base: .index is the CPU index, kept for persistence and reconstruction
     search_index: faiss.Index | None  # the first stage to search with (a GPU copy where there is one)
-    items: dict[int, GalleryItem]
+    items: dict[int, GalleryItem]  # the base's items, removed ones included
+    changes_file: str | None = None  # None: no base with a log yet, the next change compacts
+    rows: _Rows | None = None  # the vectors of the items added since the base (the delta)
+    n_rows: int = 0
+    added: dict[int, GalleryItem] = field(default_factory=dict)  # items added since, less those removed
+    removed: frozenset[int] = frozenset()  # base items removed since (the tombstones)
+    log_records: int = 0
+    log_bytes: int = 0  # the end of the log's last committed record
 
     @property
     def cpu_index(self) -> faiss.Index:
         return self.vectors.index
+
+    @property
+    def size(self) -> int:
+        return len(self.items) - len(self.removed) + len(self.added)
+
+    def get(self, item_id: int) -> GalleryItem | None:
+        item = self.added.get(item_id)
+        if item is None and item_id not in self.removed:
+            item = self.items.get(item_id)
+        return item
+
+    def live_items(self) -> dict[int, GalleryItem]:
+        return {i: it for i, it in self.items.items() if i not in self.removed} | self.added
+
+    @functools.cached_property
+    def removed_ids(self) -> np.ndarray:
+        return np.array(sorted(self.removed), np.int64)
+
+    @functools.cached_property
+    def selector(self) -> faiss.SearchParameters:
+        """Search parameters that leave the removed base items out (CPU first stages but LSH)."""
+        batch = faiss.IDSelectorBatch(self.removed_ids)
+        not_removed = faiss.IDSelectorNot(batch)
+        if "nprobe" in self.vectors.params:  # IVF: parameters given replace the index's own
+            params = faiss.SearchParametersIVF(sel=not_removed, nprobe=int(self.vectors.params["nprobe"]))
+        else:
+            params = faiss.SearchParameters(sel=not_removed)
+        params.referenced_objects = [batch, not_removed]  # SWIG holds raw pointers to them
+        return params
+
+
+class _Changes:
+    """Changes being applied to a snapshot: a live change copies its small sets once, a replay
+    applies every record of the log to one copy."""
+
+    def __init__(self, snapshot: _Snapshot, dim: int):
+        self.base = snapshot
+        self.rows = snapshot.rows if snapshot.rows is not None else _Rows(dim)
+        self.n_rows = snapshot.n_rows
+        self.added = dict(snapshot.added)
+        self.removed = set(snapshot.removed)
+        self.next_id = snapshot.next_id
+
+    def add(self, items: list[GalleryItem], vectors: np.ndarray) -> None:
+        ids = np.array([item.id for item in items], np.int64)
+        if ids[0] < self.next_id or (np.diff(ids) <= 0).any():
+            raise ValueError(f"ids {ids.tolist()} are not new (next id {self.next_id})")
+        self.rows = self.rows.extended(self.n_rows, vectors, ids)
+        self.n_rows += len(ids)
+        self.added.update((item.id, item) for item in items)
+        self.next_id = int(ids[-1]) + 1
+
+    def remove(self, item_id: int) -> GalleryItem:
+        if item_id in self.added:
+            return self.added.pop(item_id)
+        if item_id in self.removed or item_id not in self.base.items:
+            raise UnknownItemError(item_id)
+        self.removed.add(item_id)
+        return self.base.items[item_id]
+
+    def snapshot(self, records: int, nbytes: int) -> _Snapshot:
+        return replace(
+            self.base, next_id=self.next_id, rows=self.rows, n_rows=self.n_rows, added=self.added,
+            removed=frozenset(self.removed), log_records=records, log_bytes=nbytes,
+        )  # fmt: skip
 
 
 def _search_copy(vectors: VectorIndex) -> faiss.Index | None:
@@ -183,6 +328,41 @@ def _search_copy(vectors: VectorIndex) -> faiss.Index | None:
     if vectors.index is None:
         return None
     return to_search_device(vectors.index) if vectors.kind == "flat" else vectors.index
+
+
+def _search_base(snapshot: _Snapshot, queries: np.ndarray, wanted: int) -> tuple[np.ndarray, np.ndarray]:
+    """(squared L2, ids) of the base's ``wanted`` nearest items that were not removed; removed ones
+    may still be among the results (the caller drops them), but never crowd out live ones."""
+    vi, first = snapshot.vectors, snapshot.search_index
+    if not snapshot.removed:
+        if vi.kind == "flat":
+            return search_index(first, queries, wanted)
+        return vi.search(queries, wanted, first)
+    depth = wanted if vi.rerank is None else max(int(vi.params["rerank"]), 4 * wanted)
+    more = min(depth + len(snapshot.removed), vi.ntotal)
+    if more <= OVERFETCH_MAX or vi.kind == "binary":  # IndexLSH takes no IDSelector
+        squared, found = first.search(queries, more)
+        if vi.rerank is not None:
+            found = _drop(found, snapshot.removed_ids, depth)
+    else:
+        squared, found = vi.index.search(queries, depth, params=snapshot.selector)
+    if vi.rerank is None:
+        return squared, found
+    return vi.rerank_candidates(queries, found, wanted)
+
+
+def _drop(found: np.ndarray, removed_ids: np.ndarray, keep: int) -> np.ndarray:
+    """Candidate ids [n, c] without the removed ones (order kept), -1 padded, ``keep`` columns."""
+    gone = np.isin(found, removed_ids) | (found < 0)
+    order = np.argsort(gone, axis=1, kind="stable")
+    return np.take_along_axis(np.where(gone, -1, found), order, axis=1)[:, :keep]
+
+
+def _search_delta(snapshot: _Snapshot, queries: np.ndarray, wanted: int) -> tuple[np.ndarray, np.ndarray]:
+    """(squared L2, ids) of the exact nearest rows of the delta (rows of removed items included)."""
+    n, rows = snapshot.n_rows, snapshot.rows
+    squared, row = faiss.knn(queries, rows.vectors[:n], min(n, wanted + n - len(snapshot.added)))
+    return squared, np.where(row >= 0, rows.ids[:n][np.maximum(row, 0)], -1)
 
 
 def _write_file_durably(path: Path, data: bytes) -> None:
@@ -196,11 +376,13 @@ class Gallery:
     """A persistent gallery in ``directory``. Thread-safe: changes are serialised by a lock and
     each returns only once it is on disk; searches read an immutable snapshot."""
 
-    def __init__(self, directory: Path, dim: int, snapshot: _Snapshot):
+    def __init__(self, directory: Path, dim: int, snapshot: _Snapshot, compaction: Compaction | None = None):
         self.directory = Path(directory)
         self.dim = dim
+        self.compaction = compaction or Compaction()
         self._snapshot = snapshot
         self._write_lock = threading.Lock()
+        self._compact_next = False  # set when gallery.json may name a generation newer than the snapshot
 
     # construction
 
@@ -212,15 +394,27 @@ class Gallery:
     def index_params(self) -> dict:
         return dict(self._snapshot.vectors.params)
 
+    @property
+    def next_id(self) -> int:
+        """The id the next item added will get."""
+        return self._snapshot.next_id
+
     @classmethod
-    def empty(cls, directory: Path, dim: int, index_kind: str = "flat", index_params: dict | None = None) -> Gallery:
+    def empty(
+        cls,
+        directory: Path,
+        dim: int,
+        index_kind: str = "flat",
+        index_params: dict | None = None,
+        compaction: Compaction | None = None,
+    ) -> Gallery:
         """An empty gallery for ``directory``; nothing is written until the first change. A
         trainable ``index_kind`` is trained on the vectors of the first ``add`` (see index_kinds)."""
         vectors = VectorIndex.new(check_kind(index_kind), dim, index_params)
-        return cls(directory, dim, _Snapshot(0, 0, vectors, _search_copy(vectors), {}))
+        return cls(directory, dim, _Snapshot(0, 0, vectors, _search_copy(vectors), {}), compaction)
 
     @classmethod
-    def load(cls, directory: Path) -> Gallery:
+    def load(cls, directory: Path, compaction: Compaction | None = None) -> Gallery:
         directory = Path(directory)
         meta_path = directory / GALLERY_FILE
         try:
@@ -229,9 +423,9 @@ class Gallery:
             raise GalleryError(f"{directory} holds no {GALLERY_FILE}") from exc
         except ValueError as exc:
             raise GalleryError(f"{meta_path} is not valid JSON: {exc}") from exc
-        if meta.get("format") not in (FORMAT_VERSION, KINDS_FORMAT_VERSION):
+        if meta.get("format") not in (FORMAT_VERSION, KINDS_FORMAT_VERSION, LOG_FORMAT_VERSION):
             raise GalleryError(f"{meta_path}: unsupported gallery format {meta.get('format')!r}")
-        dim = int(meta["dim"])
+        dim, generation = int(meta["dim"]), int(meta["generation"])
         try:
             kind = check_kind(meta.get("index_kind", "flat"))
         except ValueError as exc:
@@ -255,45 +449,57 @@ class Gallery:
             or (vectors.rerank is not None and vectors.index.ntotal != len(items))
         ):
             raise GalleryError(f"{directory}: the vectors and the item list disagree")
-        snapshot = _Snapshot(int(meta["generation"]), int(meta["next_id"]), vectors, _search_copy(vectors), items)
-        gallery = cls(directory, dim, snapshot)
+        changes_file = meta.get("changes_file")
+        if meta["format"] == LOG_FORMAT_VERSION and changes_file != f"changes-{generation}.log":
+            raise GalleryError(f"{meta_path}: expected changes_file changes-{generation}.log, got {changes_file!r}")
+        snapshot = _Snapshot(generation, int(meta["next_id"]), vectors, _search_copy(vectors), items, changes_file)
+        if changes_file:
+            snapshot = _replay(directory / changes_file, snapshot, dim)
+        gallery = cls(directory, dim, snapshot, compaction)
         gallery._remove_leftovers()
-        log.info("loaded gallery %s: %d items, dim %d, index kind %s", directory, len(items), dim, kind)
+        log.info(
+            "loaded gallery %s: %d items (%d changes logged since the base), dim %d, index kind %s",
+            directory, snapshot.size, snapshot.log_records, dim, kind,
+        )  # fmt: skip
         return gallery
 
     @classmethod
-    def open(cls, directory: Path, dim: int) -> Gallery:
+    def open(cls, directory: Path, dim: int, compaction: Compaction | None = None) -> Gallery:
         """Load the gallery in ``directory``, or an empty one if none was written yet."""
         if (Path(directory) / GALLERY_FILE).exists():
-            gallery = cls.load(directory)
+            gallery = cls.load(directory, compaction)
             if gallery.dim != dim:
                 raise GalleryError(f"{directory} holds {gallery.dim}-d vectors, the model makes {dim}-d")
             return gallery
-        return cls.empty(directory, dim)
+        return cls.empty(directory, dim, compaction=compaction)
 
     # reading
 
     def __len__(self) -> int:
-        return len(self._snapshot.items)
+        return self._snapshot.size
 
     def __contains__(self, item_id: object) -> bool:
-        return item_id in self._snapshot.items
+        return self._snapshot.get(item_id) is not None  # type: ignore[arg-type]
 
     def items(self) -> list[GalleryItem]:
-        return list(self._snapshot.items.values())
+        return list(self._snapshot.live_items().values())
 
     def get(self, item_id: int) -> GalleryItem:
-        try:
-            return self._snapshot.items[item_id]
-        except KeyError:
-            raise UnknownItemError(item_id) from None
+        item = self._snapshot.get(item_id)
+        if item is None:
+            raise UnknownItemError(item_id)
+        return item
 
     def vector(self, item_id: int) -> np.ndarray:
-        """The stored vector of an item: exact for ``flat``; for the other kinds an approximate
-        reconstruction (half precision for ``sq_fp16``, the 8-bit rerank copy for the others)."""
+        """The stored vector of an item: exact for ``flat`` and for items added since the last
+        compaction; else an approximate reconstruction (half precision for ``sq_fp16``, the 8-bit
+        rerank copy for the others)."""
         snapshot = self._snapshot
-        if item_id not in snapshot.items:
+        if snapshot.get(item_id) is None:
             raise UnknownItemError(item_id)
+        if item_id in snapshot.added:
+            row = int(np.searchsorted(snapshot.rows.ids[: snapshot.n_rows], item_id))
+            return snapshot.rows.vectors[row].copy()
         return snapshot.vectors.reconstruct(int(item_id))
 
     def thumbnail_path(self, item_id: int) -> Path:
@@ -302,24 +508,32 @@ class Gallery:
     def search(self, queries: np.ndarray, k: int, exclude: Sequence[int] = ()) -> list[list[Neighbor]]:
         """The ``k`` nearest items of each query row, nearest first, leaving out ids in ``exclude``."""
         snapshot = self._snapshot
-        if not snapshot.items:
-            return [[] for _ in range(len(as_vectors(queries, self.dim)))]
-        wanted = min(k + len(exclude), len(snapshot.items))
-        if snapshot.vectors.kind == "flat":
-            squared, ids = search_index(snapshot.search_index, queries, wanted)
-        else:
-            if k < 1:
-                raise ValueError(f"k must be >= 1, got {k}")
-            squared, ids = snapshot.vectors.search(as_vectors(queries, self.dim), wanted, snapshot.search_index)
+        queries = as_vectors(queries, self.dim)
+        if not snapshot.size:
+            return [[] for _ in range(len(queries))]
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
         skip = set(exclude)
+        parts = []
+        in_base = snapshot.vectors.ntotal - len(snapshot.removed)
+        if in_base:
+            parts.append(_search_base(snapshot, queries, min(k + len(skip), in_base)))
+        if snapshot.added:
+            parts.append(_search_delta(snapshot, queries, k + len(skip)))
+        squared, ids = (np.concatenate(part, axis=1) for part in zip(*parts, strict=True))
+        if len(parts) > 1:  # merge by distance (each part is sorted already)
+            order = np.argsort(squared, axis=1, kind="stable")
+            squared, ids = np.take_along_axis(squared, order, 1), np.take_along_axis(ids, order, 1)
         results = []
         for row_d, row_i in zip(euclidean(squared), ids, strict=True):
-            hits = [
-                Neighbor(snapshot.items[int(i)], float(d))
-                for d, i in zip(row_d, row_i, strict=True)
-                if i >= 0 and int(i) not in skip
-            ]
-            results.append(hits[:k])
+            hits = []
+            for d, i in zip(row_d.tolist(), row_i.tolist(), strict=True):
+                item = snapshot.get(i) if i >= 0 and i not in skip else None
+                if item is not None:
+                    hits.append(Neighbor(item, d))
+                    if len(hits) == k:
+                        break
+            results.append(hits)
         return results
 
     # changing
@@ -339,48 +553,89 @@ class Gallery:
             raise ValueError("add needs one label, source and thumbnail per vector, and at least one vector")
         with self._write_lock:
             old = self._snapshot
-            ids = list(range(old.next_id, old.next_id + count))
+            ids = as_ids(range(old.next_id, old.next_id + count), count)
             new_items = [
-                GalleryItem(id=i, label=label, source=source, thumbnail=f"{i}.jpg")
+                GalleryItem(id=int(i), label=label, source=source, thumbnail=f"{i}.jpg")
                 for i, label, source in zip(ids, labels, sources, strict=True)
             ]
-            index = old.vectors.clone()
-            index.add(vectors, as_ids(ids, count))  # a trainable kind is trained on the first add
+            # a compaction's index is made before any file is written: training may refuse the vectors
+            index = self._compacted(old, vectors, ids) if self._compacts(old, vectors.nbytes) else None
             thumbs = self.directory / THUMBS_DIR
             thumbs.mkdir(parents=True, exist_ok=True)
             for item, jpeg in zip(new_items, thumbnails, strict=True):
                 _write_file_durably(thumbs / item.thumbnail, jpeg)
             fsync_path(thumbs)
-            items = dict(old.items) | {item.id: item for item in new_items}
-            self._commit(old, index, items, old.next_id + count)
+            if index is not None:
+                items = old.live_items() | {item.id: item for item in new_items}
+                self._commit(old, index, items, old.next_id + count)
+            else:
+                changes = _Changes(old, self.dim)
+                changes.add(new_items, vectors)
+                self._append(old, change_log.encode_add([asdict(it) for it in new_items], vectors), changes)
             return new_items
 
     def remove(self, item_id: int) -> GalleryItem:
         """Remove one item; returns it once the removal is on disk."""
         with self._write_lock:
             old = self._snapshot
-            item = old.items.get(item_id)
-            if item is None:
-                raise UnknownItemError(item_id)
-            index = old.vectors.clone()
-            index.remove(np.array([item_id], np.int64))
-            items = {i: it for i, it in old.items.items() if i != item_id}
-            self._commit(old, index, items, old.next_id)
+            changes = _Changes(old, self.dim)
+            item = changes.remove(item_id)
+            if self._compacts(old, 0):
+                new = changes.snapshot(0, 0)
+                self._commit(old, self._compacted(new), new.live_items(), new.next_id)
+            else:
+                self._append(old, change_log.encode_remove(int(item_id)), changes)
             (self.directory / THUMBS_DIR / item.thumbnail).unlink(missing_ok=True)
             return item
 
+    def _compacts(self, old: _Snapshot, vector_bytes: int) -> bool:
+        """Whether the next change makes a new base rather than a log record."""
+        if old.changes_file is None or not old.vectors.is_trained or self._compact_next:
+            return True  # no base, one without a log, or a compaction that failed at its commit point
+        return self.compaction.due(old.log_records + 1, old.log_bytes + vector_bytes, len(old.items))
+
+    def _compacted(
+        self, snapshot: _Snapshot, vectors: np.ndarray | None = None, ids: np.ndarray | None = None
+    ) -> VectorIndex:
+        """A copy of the base index with the snapshot's changes (and ``vectors``) applied; trains a
+        trainable kind that is not yet trained."""
+        index = snapshot.vectors.clone()
+        if snapshot.removed:
+            index.remove(snapshot.removed_ids)
+        new_vectors, new_ids = [], []
+        if snapshot.added:
+            n = snapshot.n_rows
+            live = np.isin(snapshot.rows.ids[:n], np.fromiter(snapshot.added, np.int64, len(snapshot.added)))
+            new_vectors.append(snapshot.rows.vectors[:n][live])
+            new_ids.append(snapshot.rows.ids[:n][live])
+        if vectors is not None:
+            new_vectors.append(vectors)
+            new_ids.append(ids)
+        if new_ids:
+            joined = new_vectors[0] if len(new_vectors) == 1 else np.concatenate(new_vectors)
+            index.add(joined, np.concatenate(new_ids))
+        return index
+
+    def _append(self, old: _Snapshot, record: bytes, changes: _Changes) -> None:
+        """Commit a change: append its record to the log and fsync it, then swap in the snapshot."""
+        end = change_log.append(self.directory / old.changes_file, old.log_bytes, old.generation, record)
+        self._snapshot = changes.snapshot(old.log_records + 1, end)
+
     def _commit(self, old: _Snapshot, index: VectorIndex, items: dict[int, GalleryItem], next_id: int) -> None:
+        """Write ``index`` as the base of generation g+1 with an empty log, and delete generation g."""
         generation = old.generation + 1
         vectors_file = f"vectors-{generation}.faiss"
         rerank_file = f"rerank-{generation}.faiss" if index.rerank is not None else None
+        changes_file = f"changes-{generation}.log"
         self.directory.mkdir(parents=True, exist_ok=True)
         # unreferenced until gallery.json names them, so they can be written under their final names
         vectors_path = self.directory / vectors_file
         rerank_path = self.directory / rerank_file if rerank_file else None
         index.write(str(vectors_path), str(rerank_path) if rerank_path else None)
         fsync_path(vectors_path)
+        (self.directory / changes_file).unlink(missing_ok=True)  # the new log starts empty
         meta = {
-            "format": FORMAT_VERSION,
+            "format": LOG_FORMAT_VERSION,
             "dim": self.dim,
             "metric": "l2",
             "generation": generation,
@@ -389,27 +644,63 @@ class Gallery:
             "vectors_sha256": sha256_file(vectors_path),
         }
         if index.kind != "flat":
-            meta |= {"format": KINDS_FORMAT_VERSION, "index_kind": index.kind, "index_params": index.params}
+            meta |= {"index_kind": index.kind, "index_params": index.params}
         if rerank_path is not None:
             fsync_path(rerank_path)
             meta |= {"rerank_file": rerank_file, "rerank_sha256": sha256_file(rerank_path)}
+        meta["changes_file"] = changes_file
         meta["items"] = [asdict(item) for item in sorted(items.values(), key=lambda it: it.id)]
-        write_json_atomic(self.directory / GALLERY_FILE, meta)  # the commit point
-        self._snapshot = _Snapshot(generation, next_id, index, _search_copy(index), items)
-        for stale in (f"vectors-{old.generation}.faiss", f"rerank-{old.generation}.faiss"):
-            (self.directory / stale).unlink(missing_ok=True)
+        try:
+            write_json_atomic(self.directory / GALLERY_FILE, meta)  # the commit point
+        except BaseException:
+            self._compact_next = True  # it may have replaced gallery.json: never append to the old log again
+            raise
+        self._compact_next = False
+        self._snapshot = _Snapshot(generation, next_id, index, _search_copy(index), items, changes_file)
+        for stale in (f"vectors-{old.generation}.faiss", f"rerank-{old.generation}.faiss", old.changes_file):
+            if stale:
+                (self.directory / stale).unlink(missing_ok=True)
+        if old.log_records:
+            message = "gallery %s: %d logged changes compacted into generation %d"
+            log.info(message, self.directory, old.log_records, generation)
 
     def _remove_leftovers(self) -> None:
-        """Delete what a crashed change left behind: other vector files, temp files, thumbnails
-        of items that are not in the gallery."""
-        generation = self._snapshot.generation
-        current = {f"vectors-{generation}.faiss", f"rerank-{generation}.faiss"}
+        """Delete what a crashed change left behind: other generations' files, temp files,
+        thumbnails of items that are not in the gallery."""
+        snapshot = self._snapshot
+        generation = snapshot.generation
+        current = {f"vectors-{generation}.faiss", f"rerank-{generation}.faiss", snapshot.changes_file}
         for path in self.directory.iterdir():
-            if (VECTORS_RE.match(path.name) and path.name not in current) or path.name.endswith(".tmp"):
-                path.unlink(missing_ok=True)
+            ours = VECTORS_RE.match(path.name) or CHANGES_RE.match(path.name)
+            if (ours and path.name not in current) or path.name.endswith(".tmp"):
+                _discard(path)
         thumbs = self.directory / THUMBS_DIR
         if thumbs.is_dir():
-            keep = {item.thumbnail for item in self._snapshot.items.values()}
+            keep = {item.thumbnail for item in snapshot.live_items().values()}
             for path in thumbs.iterdir():
                 if path.name not in keep:
-                    path.unlink(missing_ok=True)
+                    _discard(path)
+
+
+def _discard(path: Path) -> None:
+    """Remove a leftover; where that is not allowed (a read replica's read-only mount) keep it: the
+    writer removes it when it next loads."""
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as exc:
+        log.debug("kept leftover %s: %s", path, exc)
+
+
+def _replay(path: Path, snapshot: _Snapshot, dim: int) -> _Snapshot:
+    """``snapshot`` (a base just read) with the changes of its log at ``path`` applied."""
+    try:
+        records, end = change_log.read(path, snapshot.generation, dim)
+        changes = _Changes(snapshot, dim)
+        for record in records:
+            if isinstance(record, change_log.AddRecord):
+                changes.add([GalleryItem(**row) for row in record.items], record.vectors)
+            else:
+                changes.remove(record.id)
+    except (change_log.ChangeLogError, UnknownItemError, TypeError, ValueError) as exc:
+        raise GalleryError(f"{path}: {exc}") from exc
+    return changes.snapshot(len(records), end)

@@ -76,19 +76,20 @@ def test_each_kind_searches_adds_removes_and_survives_reload(kind: str, data, tm
     assert len(Gallery.load(directory)) == N - 1
     meta = json.loads((directory / GALLERY_FILE).read_text())
     assert meta.get("index_kind", "flat") == kind
-    files = sorted(p.name for p in directory.glob("*.faiss"))
+    # the changes after the build were appended to the log: the base of generation 1 is still the one
+    files = sorted(p.name for p in directory.glob("*-1.*"))
     rerank = kind in ("ivf_pq", "opq_ivf_pq", "binary")
-    assert files == (["rerank-4.faiss", "vectors-4.faiss"] if rerank else ["vectors-4.faiss"])
+    assert files == ["changes-1.log"] + (["rerank-1.faiss", "vectors-1.faiss"] if rerank else ["vectors-1.faiss"])
 
 
-def test_flat_gallery_file_is_unchanged(tmp_path: Path) -> None:
+def test_flat_gallery_file_keeps_its_keys_and_names_its_change_log(tmp_path: Path) -> None:
     gallery = Gallery.empty(tmp_path / "index", DIM)
     fill(gallery, clustered(3))
     meta = json.loads((tmp_path / "index" / GALLERY_FILE).read_text())
     assert list(meta) == [
-        "format", "dim", "metric", "generation", "next_id", "vectors_file", "vectors_sha256", "items",
+        "format", "dim", "metric", "generation", "next_id", "vectors_file", "vectors_sha256", "changes_file", "items",
     ]  # fmt: skip
-    assert meta["format"] == 1
+    assert meta["format"] == 3 and meta["changes_file"] == "changes-1.log"  # format 1/2 readers refuse it
     index = faiss.read_index(str(tmp_path / "index" / meta["vectors_file"]))
     assert isinstance(faiss.downcast_index(index), faiss.IndexIDMap2)
     assert isinstance(faiss.downcast_index(faiss.downcast_index(index).index), faiss.IndexFlatL2)

@@ -1,6 +1,8 @@
 """The gallery loses nothing when the real server is killed (SIGKILL) in the middle of a stream of
 concurrent adds and deletes over HTTP: after a restart every acknowledged add is there, every
-acknowledged delete is gone, and the index agrees with its metadata and thumbnails.
+acknowledged delete is gone, and the index agrees with its metadata and thumbnails. The changes
+are appended to the gallery's change log, so the kill lands during appends (a torn last record is
+ignored at the restart and overwritten by the next append).
 
 (test_service_persistence.py covers kill -9 after a single, finished change; test_gallery_store.py
 a single-threaded writer killed in-process, without HTTP.)
@@ -19,6 +21,7 @@ import faiss
 import httpx
 from reliability_helpers import API_KEY, KEY, assert_error
 
+from model_store import change_log
 from model_store.gallery import GALLERY_FILE, THUMBS_DIR
 
 ADDERS, DELETERS = 4, 2
@@ -82,12 +85,28 @@ def delete_loop(url: str, ledger: Ledger, stop: threading.Event, seed: int) -> N
                 ledger.acked_deletes.add(item_id)
 
 
-def gallery_on_disk(index_dir: Path) -> tuple[dict, set[int]]:
-    """gallery.json and the ids in the FAISS file it names."""
+def gallery_on_disk(index_dir: Path) -> tuple[dict, set[int], int]:
+    """gallery.json and the ids in the FAISS file it names, each with the changes of the change log
+    it names replayed (its items and next id, the vectors' ids), and how many changes that log holds."""
     meta = json.loads((index_dir / GALLERY_FILE).read_text())
     index = faiss.read_index(str(index_dir / meta["vectors_file"]))
     assert index.ntotal == len(meta["items"])
-    return meta, set(faiss.vector_to_array(index.id_map).tolist())
+    items = {item["id"]: item for item in meta["items"]}
+    vector_ids = set(faiss.vector_to_array(index.id_map).tolist())
+    log_file = index_dir / meta["changes_file"]
+    records, end = change_log.read(log_file, meta["generation"], index.d)  # ([], 0) before any change
+    assert end <= (log_file.stat().st_size if log_file.exists() else 0)  # a torn tail waits for the next append
+    next_id = meta["next_id"]
+    for record in records:
+        if isinstance(record, change_log.AddRecord):
+            assert len(record.vectors) == len(record.items)
+            items.update((item["id"], item) for item in record.items)
+            vector_ids.update(item["id"] for item in record.items)
+            next_id = max(next_id, record.items[-1]["id"] + 1)
+        else:
+            del items[record.id]
+            vector_ids.remove(record.id)
+    return meta | {"items": list(items.values()), "next_id": next_id}, vector_ids, len(records)
 
 
 def test_kill_9_mid_stream_loses_no_acknowledged_change(
@@ -96,7 +115,7 @@ def test_kill_9_mid_stream_loses_no_acknowledged_change(
     index_dir = private_store / tiny_model.name / tiny_model.version_dir.name / "index"
     server = start_service(private_store, api_key=API_KEY)
     with httpx.Client(base_url=server.url, timeout=30) as http:
-        initial = {item["id"] for item in json.loads((index_dir / GALLERY_FILE).read_text())["items"]}
+        initial = {item["id"] for item in gallery_on_disk(index_dir)[0]["items"]}
         assert http.get("/readyz").json()["gallery_size"] == len(initial) > 0
     ledger = Ledger(deletable=sorted(initial))
     stop = threading.Event()
@@ -117,7 +136,8 @@ def test_kill_9_mid_stream_loses_no_acknowledged_change(
     assert ledger.acked_adds and ledger.acked_deletes
 
     server = start_service(private_store, api_key=API_KEY, max_k=1000)
-    meta, faiss_ids = gallery_on_disk(index_dir)
+    meta, faiss_ids, logged = gallery_on_disk(index_dir)
+    assert logged, "the changes were not appended to the change log"
     stored = {item["id"] for item in meta["items"]}
     must_exist = (initial | ledger.acked_adds) - ledger.acked_deletes - ledger.pending_deletes
     assert must_exist <= stored, f"acknowledged adds lost: {sorted(must_exist - stored)}"
