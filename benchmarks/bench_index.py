@@ -159,7 +159,7 @@ def timed_search(vi: VectorIndex, queries: np.ndarray, single: int, rerank: bool
 
 
 def file_bytes(index: faiss.Index, tmp: Path) -> tuple[int, float]:
-    """(bytes, seconds) of writing ``index`` and fsyncing it: what each gallery change does today."""
+    """(bytes, seconds) of writing ``index`` and fsyncing it: what a gallery compaction writes."""
     path = tmp / "index.faiss"
     t0 = time.perf_counter()
     faiss.write_index(index, str(path))
@@ -307,9 +307,10 @@ def report(args, fit, rows, real_rows, wall) -> str:
         f"({args.single} calls, {args.single // 4} for the exhaustive kinds), through "
         "`VectorIndex.search` (the gallery's code path, rerank included). Queries/s: all queries "
         "in one call. Bytes: the serialized index (first stage + SQ8 rerank store), which is what the "
-        "gallery writes per change and about what it holds in memory. Build: train (on a sample of at "
+        "gallery writes at a compaction and about what it holds in memory. Build: train (on a sample of at "
         f"most {MAX_TRAIN:,}) + add, in seconds. Write: writing and fsyncing the index files, which "
-        "every gallery change (add or remove) does today.",
+        "a gallery compaction does (a single add or remove is an append to the change log: see "
+        "benchmarks/bench_gallery_changes.py).",
         "",
         "| vectors | kind | index | search params | bytes | build s | write s | p50 ms | p99 ms | queries/s "
         "| recall@10 | recall@10 first stage only |",
