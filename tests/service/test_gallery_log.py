@@ -10,15 +10,12 @@ import os
 import resource
 import shutil
 import signal
-import subprocess
-import sys
-import textwrap
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from gallery_helpers import kill_writer_midway
 from PIL import Image
 
 from model_store import change_log
@@ -34,7 +31,6 @@ from model_store.gallery import (
 )
 from model_store.index_kinds import KINDS, MIN_TRAIN
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 DIM = 64  # small, and a multiple of what the PQ kinds need
 THUMB = make_thumbnail(Image.new("RGB", (8, 8)))
 NEVER = Compaction(records=10**9, fraction=0, max_bytes=1 << 40)
@@ -349,49 +345,10 @@ def test_a_gallery_of_format_1_is_read_and_rewritten_by_its_first_change(bases, 
     assert 0 not in Gallery.load(directory) and len(Gallery.load(directory)) == len(base) - 1
 
 
-KILLED_WRITER = textwrap.dedent(
-    """
-    import sys
-    import numpy as np
-    from PIL import Image
-    from model_store.gallery import Compaction, Gallery, make_thumbnail
-    gallery = Gallery.open(sys.argv[1], 16, compaction=Compaction(records=int(sys.argv[2]), fraction=0))
-    thumb = make_thumbnail(Image.new("RGB", (8, 8)))
-    rng = np.random.default_rng(0)
-    while True:
-        (item,) = gallery.add(rng.normal(size=(1, 16)), ["x"], [None], [thumb])
-        print("add", item.id, flush=True)  # printed only once it is on disk
-        if item.id % 3 == 2:
-            gallery.remove(item.id - 1)
-            print("del", item.id - 1, flush=True)
-    """
-)
-
-
 @pytest.mark.parametrize("records", [1000, 4], ids=["appends", "appends-and-compactions"])
 def test_kill_9_during_appends_loses_no_acknowledged_change(records: int, tmp_path: Path) -> None:
     directory = tmp_path / "index"
-    writer = subprocess.Popen(
-        [sys.executable, "-c", KILLED_WRITER, str(directory), str(records)],
-        cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    assert writer.stdout is not None
-    added, removed = [], set()
-    deadline = time.monotonic() + 60
-    while len(added) < 60 and time.monotonic() < deadline:
-        kind, item_id = writer.stdout.readline().split()
-        (added.append if kind == "add" else removed.add)(int(item_id))
-    writer.send_signal(signal.SIGKILL)
-    writer.wait(10)
-    assert len(added) == 60, "the writer did not get going"
-    last = added[-1]
-    maybe_added = {last + 1}  # the one change that may have been in flight
-    maybe_removed = {last - 1} if last % 3 == 2 and last - 1 not in removed else set()
-    gallery = Gallery.load(directory)
-    present = {item.id for item in gallery.items()}
-    assert set(added) - removed - maybe_removed <= present
-    assert present <= (set(added) - removed) | maybe_added
-    assert gallery.next_id in (last + 1, last + 2)
+    gallery, present = kill_writer_midway(directory, 60, str(records))
     generation = json.loads((directory / GALLERY_FILE).read_text())["generation"]
     assert generation > 1 if records == 4 else generation == 1
     assert {p.name for p in (directory / THUMBS_DIR).iterdir()} == {f"{i}.jpg" for i in present}

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
-import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from gallery_helpers import kill_writer_midway
 from PIL import Image
 
 from model_store.gallery import (
@@ -29,7 +25,6 @@ from model_store.gallery import (
 )
 
 DIM = 16
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def random_vectors(n: int, seed: int = 0) -> np.ndarray:
@@ -154,45 +149,5 @@ def test_corruption_is_detected(tmp_path: Path) -> None:
     assert len(Gallery.open(tmp_path / "not-written-yet", DIM)) == 0
 
 
-KILLED_WRITER = textwrap.dedent(
-    """
-    import sys
-    import numpy as np
-    from PIL import Image
-    from model_store.gallery import Gallery, make_thumbnail
-    gallery = Gallery.open(sys.argv[1], 16)
-    thumb = make_thumbnail(Image.new("RGB", (8, 8)))
-    rng = np.random.default_rng(0)
-    while True:
-        (item,) = gallery.add(rng.normal(size=(1, 16)), ["x"], [None], [thumb])
-        print("add", item.id, flush=True)  # printed only once it is on disk
-        if item.id % 3 == 2:
-            gallery.remove(item.id - 1)
-            print("del", item.id - 1, flush=True)
-    """
-)
-
-
 def test_kill_9_loses_no_acknowledged_change(tmp_path: Path) -> None:
-    directory = tmp_path / "index"
-    writer = subprocess.Popen(
-        [sys.executable, "-c", KILLED_WRITER, str(directory)], cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True
-    )
-    assert writer.stdout is not None
-    added, removed = [], set()
-    deadline = time.monotonic() + 60
-    while len(added) < 30 and time.monotonic() < deadline:
-        kind, item_id = writer.stdout.readline().split()
-        (added.append if kind == "add" else removed.add)(int(item_id))
-    writer.send_signal(signal.SIGKILL)
-    writer.wait(10)
-    assert len(added) == 30, "the writer did not get going"
-    last = added[-1]
-    # the one change that may have been in flight when it was killed
-    maybe_added = {last + 1}
-    maybe_removed = {last - 1} if last % 3 == 2 and last - 1 not in removed else set()
-    reloaded = Gallery.load(directory)
-    present = {item.id for item in reloaded.items()}
-    assert set(added) - removed - maybe_removed <= present
-    assert present <= (set(added) - removed) | maybe_added
-    assert reloaded.next_id in (last + 1, last + 2)
+    kill_writer_midway(tmp_path / "index", 30)
