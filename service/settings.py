@@ -8,7 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MIB = 1024 * 1024
@@ -18,6 +18,11 @@ _VERSION_RE = re.compile(r"^(latest|v\d+)$")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # as model_store.store accepts
 _ORIGIN_RE = re.compile(r"^(\*|https?://[^/\s]+)$")
 _MILVUS_URI_RE = re.compile(r"^(https?://[^/\s]+/?|[^\s]*\.db)$")
+_PATTERNS = {  # the settings checked against a pattern, and what to say when they do not match
+    "model_name": (_NAME_RE, "use letters, digits, '.', '_' or '-' (at most 64)"),
+    "model_version": (_VERSION_RE, "must be 'latest' or vN"),
+    "milvus_uri": (_MILVUS_URI_RE, "must be a path ending in .db (milvus-lite) or http(s)://host[:port]"),
+}
 _COLLECTION_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,199}$")  # Milvus takes 255: room for a seeding suffix
 
 
@@ -104,25 +109,12 @@ class Settings(BaseSettings):
         default_factory=list, description="comma-separated origins allowed by CORS (empty: CORS off)"
     )
 
-    @field_validator("model_name")
+    @field_validator("model_name", "model_version", "milvus_uri")
     @classmethod
-    def _model_name(cls, value: str) -> str:
-        if not _NAME_RE.match(value):
-            raise ValueError("use letters, digits, '.', '_' or '-' (at most 64)")
-        return value
-
-    @field_validator("model_version")
-    @classmethod
-    def _model_version(cls, value: str) -> str:
-        if not _VERSION_RE.match(value):
-            raise ValueError("must be 'latest' or vN")
-        return value
-
-    @field_validator("milvus_uri")
-    @classmethod
-    def _milvus_uri(cls, value: str) -> str:
-        if not _MILVUS_URI_RE.match(value):
-            raise ValueError("must be a path ending in .db (milvus-lite) or http(s)://host[:port]")
+    def _matches_its_pattern(cls, value: str, info: ValidationInfo) -> str:
+        pattern, message = _PATTERNS[info.field_name]
+        if not pattern.match(value):
+            raise ValueError(message)
         return value
 
     @field_validator("milvus_token", "milvus_collection", mode="before")
