@@ -51,7 +51,8 @@ class Row:
 
 
 def vectors(n: int, seed: int) -> np.ndarray:
-    """Sparse non-negative rows with fc7's rough shape (about 65% zeros, like fc7; norms about 53, real fc7 about 40)."""
+    """Sparse non-negative rows with fc7's rough shape: about 65% zeros, as in fc7; norms about 53
+    (real fc7: about 40)."""
     rng = np.random.default_rng(seed)
     x = np.maximum(rng.standard_normal((n, DIM), dtype=np.float32) * 1.6 - 0.6, 0)
     return x
