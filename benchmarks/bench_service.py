@@ -27,8 +27,9 @@ import platform
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,7 +42,9 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from model_store.gallery import Gallery  # noqa: E402
 from model_store.store import load_version  # noqa: E402
-from service.engine import load_model  # noqa: E402
+from service.engine import CPU, OnnxModel, load_model  # noqa: E402
+from service.openvino_model import OpenVinoModel  # noqa: E402
+from service.parallelism import Parallelism, plan_parallelism  # noqa: E402
 from service.settings import Settings  # noqa: E402
 from training.index import gallery_images  # noqa: E402
 
@@ -61,7 +64,8 @@ class Result:
     images_per_s: float
     p50_ms: float
     p99_ms: float
-    raw_images_per_s: float  # on batches of ``ideal_batch`` images
+    raw_images_per_s: float  # on batches of ``ideal_batch`` images, the faster layout
+    raw_layout: str  # which layout of runs and threads gave raw_images_per_s
     ideal_batch: int  # images per run of a perfect batcher: all clients' images, up to the crop limit
     service_batch: float  # images per run that the service formed, on average (from /metrics)
     raw_same_batches_per_s: float  # on batches of ``service_batch`` images, on average
@@ -81,6 +85,26 @@ def machine() -> str:
     return f"{model}, {os.cpu_count()} logical CPUs (nproc), {platform.system()} {platform.machine()}"
 
 
+def layout_name(layout: Parallelism) -> str:
+    threads = f"{layout.threads} thread{'s' * (layout.threads != 1)}" if layout.threads else "runtime's threads"
+    return f"{layout.workers} run{'s' * (layout.workers != 1)} x {threads}"
+
+
+@dataclass(frozen=True)
+class RawEngine:
+    """A model run the way the service runs it: ``workers`` runs at once."""
+
+    model: OnnxModel | OpenVinoModel
+    workers: int
+    layout: str
+
+    def runner(self, crops: np.ndarray, gallery: Gallery | None) -> Callable[[], object]:
+        """One share of a batch: the model (and, for /similar, one FAISS search of its fc7 vectors)."""
+        if gallery is not None:
+            return lambda: gallery.search(self.model.run(crops)[1], DEFAULT_K)
+        return lambda: self.model.run(crops)
+
+
 def load_images(data_root: Path, count: int) -> list[tuple[str, bytes]]:
     """``count`` test-split images spread over the classes."""
     paths = [p for _, p in gallery_images(data_root, "test30", per_class=1)][:count]
@@ -88,16 +112,33 @@ def load_images(data_root: Path, count: int) -> list[tuple[str, bytes]]:
 
 
 def raw_throughput(
-    run: Callable[[], object], images: int, min_images: int, min_seconds: float, max_seconds: float
+    runs: Sequence[tuple[Callable[[], object], float]], min_images: int, min_seconds: float, max_seconds: float
 ) -> float:
-    """Images/s of ``run()`` (one batch of ``images`` images): at least ``min_images`` and
-    ``min_seconds``, at most ``max_seconds``."""
-    run()  # warm-up for this shape
-    done, started = 0, time.perf_counter()
-    while (elapsed := time.perf_counter() - started) < max_seconds and (done < min_images or elapsed < min_seconds):
-        run()
-        done += images
-    return done / (time.perf_counter() - started)
+    """Images/s of ``runs``, (run, images per call) pairs, each calling its run in a loop on its own
+    thread, side by side: at least ``min_images`` and ``min_seconds``, at most ``max_seconds``."""
+    for run, _ in runs:
+        run()  # warm-up for this shape
+    done = [0.0] * len(runs)
+    stop = threading.Event()
+
+    def loop(i: int) -> None:
+        run, images = runs[i]
+        while not stop.is_set():
+            run()
+            done[i] += images
+
+    threads = [threading.Thread(target=loop, args=(i,)) for i in range(len(runs))]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    while (elapsed := time.perf_counter() - started) < max_seconds and (
+        sum(done) < min_images or elapsed < min_seconds
+    ):
+        time.sleep(0.02)
+    stop.set()
+    for thread in threads:
+        thread.join()
+    return sum(done) / (time.perf_counter() - started)
 
 
 def process_cpu_seconds(pid: int) -> float:
@@ -245,14 +286,15 @@ async def load_test(
 def table(results: list[Result]) -> str:
     rows = [
         "| route | tta / feature | clients | requests | errors | service img/s | p50 ms | p99 ms "
-        "| raw img/s, perfect batches (images) | **ratio** | service's mean batch | raw img/s, service's batches "
+        "| raw img/s, perfect batches (images; the faster layout) | **ratio** | service's mean batch "
+        "| raw img/s, service's batches "
         "| ratio, same batches | server CPU ms/img | client CPU ms/req |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         rows.append(
             f"| {r.route} | {r.mode} | {r.clients} | {r.requests} | {r.errors} | {r.images_per_s:.1f} "
-            f"| {r.p50_ms:.0f} | {r.p99_ms:.0f} | {r.raw_images_per_s:.1f} ({r.ideal_batch}) "
+            f"| {r.p50_ms:.0f} | {r.p99_ms:.0f} | {r.raw_images_per_s:.1f} ({r.ideal_batch}; {r.raw_layout}) "
             f"| **{r.images_per_s / r.raw_images_per_s:.2f}** | {r.service_batch:.1f} | {r.raw_same_batches_per_s:.1f} "
             f"| {r.images_per_s / r.raw_same_batches_per_s:.2f} | {r.server_cpu_ms:.0f} | {r.client_cpu_ms:.1f} |"
         )
@@ -298,34 +340,38 @@ def main(argv: list[str] | None = None) -> int:
         _env_file=None, providers="cpu", **{k.lower().removeprefix("alexnet_"): v for k, v in overrides.items()}
     )
     model = load_model(version, settings)
+    layout = plan_parallelism(settings, onnxruntime_cpu=model.provider == CPU)
+    engines = {"service": RawEngine(model, layout.workers, layout_name(layout))}
+    one_run = Settings(_env_file=None, **(settings.model_dump() | {"inference_workers": 1, "intra_op_threads": 0}))
+    one_layout = plan_parallelism(one_run, onnxruntime_cpu=model.provider == CPU)
+    if one_layout != layout:  # also the other way to use the cores: the best of both is the baseline
+        engines["one run"] = RawEngine(load_model(version, one_run), 1, layout_name(one_layout))
     max_crops = settings.batch_max_size
     gallery = Gallery.load(version.index_dir) if version.index_dir.is_dir() else None
 
-    def raw_rate(route: str, mode: str, per_batch: int) -> float:
-        """Images/s of the raw engines on batches of ``per_batch`` images."""
+    def raw_rate(route: str, mode: str, per_batch: int, engine: RawEngine) -> float:
+        """Images/s of the raw engines on batches of ``per_batch`` images, run as the service runs a
+        batch that finds all its workers idle: split by rows, one share per worker, side by side."""
         per_image = CROPS[mode]
         batch = np.ascontiguousarray(np.resize(crops[mode], (per_batch * per_image, *crops[mode].shape[1:])))
-        if route == "/similar" and gallery is not None:
-
-            def run() -> None:  # the raw engines of /similar: ORT, then one FAISS search of the batch
-                gallery.search(model.run(batch)[1], DEFAULT_K)
-
-        else:
-
-            def run() -> None:
-                model.run(batch)
-
-        rate = raw_throughput(run, per_batch, args.requests, args.min_seconds, args.max_seconds)
-        log.info("raw %s %s, %d images per run: %.1f img/s", route, mode, per_batch, rate)
+        shares = np.array_split(batch, min(engine.workers, len(batch)))
+        searched = gallery if route == "/similar" else None
+        runs = [(engine.runner(share, searched), len(share) / per_image) for share in shares]
+        rate = raw_throughput(runs, args.requests, args.min_seconds, args.max_seconds)
+        log.info("raw %s %s, %d images per batch, %s: %.1f img/s", route, mode, per_batch, engine.layout, rate)
         return rate
 
+    def best_raw_rate(route: str, mode: str, per_batch: int) -> tuple[float, str]:
+        rates = [(raw_rate(route, mode, per_batch, engine), engine.layout) for engine in engines.values()]
+        return max(rates)
+
     def raw_rate_at_mean(route: str, mode: str, mean_batch: float) -> float:
-        """Images/s of the raw engines on batches averaging ``mean_batch`` images: the time of a run
-        interpolated between the two whole batch sizes around it (exact when time is affine in
-        the batch size, close to it otherwise)."""
+        """Images/s of the raw engines (the service's layout) on batches averaging ``mean_batch``
+        images: the time of a run interpolated between the two whole batch sizes around it (exact
+        when time is affine in the batch size, close to it otherwise)."""
         low, high = math.floor(mean_batch), math.ceil(mean_batch)
-        low_s = low / raw_rate(route, mode, low)
-        high_s = low_s if high == low else high / raw_rate(route, mode, high)
+        low_s = low / raw_rate(route, mode, low, engines["service"])
+        high_s = low_s if high == low else high / raw_rate(route, mode, high, engines["service"])
         return mean_batch / (low_s + (mean_batch - low) * (high_s - low_s))
 
     port = free_port()
@@ -338,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
             for clients in args.clients:
                 # raw and service back to back (the server idles meanwhile), so both see the same machine
                 ideal = min(clients, max_crops // CROPS[mode])  # the biggest batch the service can form
-                raw = raw_rate(route, mode, ideal)
+                before = best_raw_rate(route, mode, ideal)
                 asyncio.run(warm_up(port, route, mode, images))
                 batches_before, server_cpu = batch_counts(port), process_cpu_seconds(server.pid)
                 latencies, errors, wall, client_cpu = asyncio.run(
@@ -352,13 +398,16 @@ def main(argv: list[str] | None = None) -> int:
                 # per-request work (HTTP, decoding, queueing) alone, without the batching's
                 # the perfect-batch baseline once more, after the service row: the mean of before
                 # and after cancels a slow drift of this shared machine's speed
-                raw = (raw + raw_rate(route, mode, ideal)) / 2
+                after = best_raw_rate(route, mode, ideal)
+                raw = (before[0] + after[0]) / 2
+                best_layout = before[1] if before[1] == after[1] else f"{before[1]}, then {after[1]}"
                 raw_same = raw if mean_batch >= ideal else raw_rate_at_mean(route, mode, max(mean_batch, 1.0))
                 done = max(len(latencies), 1)
                 ms = np.array(latencies or [float("nan")]) * 1000
                 result = Result(
                     route, mode, clients, len(latencies) + errors, errors, len(latencies) / wall,
-                    float(np.percentile(ms, 50)), float(np.percentile(ms, 99)), raw, ideal, mean_batch, raw_same,
+                    float(np.percentile(ms, 50)), float(np.percentile(ms, 99)), raw, best_layout, ideal, mean_batch,
+                    raw_same,
                     client_cpu / done * 1000, server_cpu / done * 1000,
                 )  # fmt: skip
                 log.info("%s", result)
@@ -385,7 +434,10 @@ def main(argv: list[str] | None = None) -> int:
             f" {args.max_seconds:g} s; p99 of few requests is close to the maximum",
             "- raw engine: ONNX Runtime alone (for /similar: ONNX Runtime, then one FAISS search of the"
             " batch's fc7 vectors, k=6), inputs already decoded and cropped, measured back to back with the"
-            " service row (the perfect-batch one before and after it, averaged). Two baselines: **perfect"
+            " service row (the perfect-batch one before and after it, averaged), split across the service's"
+            " inference workers as the service splits a batch that finds them all idle, each worker running its"
+            " share in a loop; for perfect batches, also one run at a time on all the CPUs' threads (ONNX"
+            " Runtime's own layout), and the faster of the two is the baseline. Two baselines: **perfect"
             " batches** of `clients` images (10 or 1 crops each, at most"
             f" {max_crops} crops: the biggest batch the service can form), and **the service's batches**: runs of"
             " the mean size the service actually formed in that row (from its /metrics; the run time is"

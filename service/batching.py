@@ -2,9 +2,17 @@
 
 One collector task takes jobs (the crops of one image) off a queue until the batch holds
 ``max_batch`` crops or ``max_wait_s`` has passed since its first job was queued, then runs the
-batch on a single worker thread, off the event loop. While a batch runs new jobs queue up, so
-the next batch is bigger: throughput grows with load, and an idle server answers after at most
+batch on a worker thread, off the event loop. While batches run new jobs queue up, so the next
+batch is bigger: throughput grows with load, and an idle server answers after at most
 ``max_wait_s`` of waiting.
+
+``workers`` batches run at once (setting ``inference_workers``, 1 by default), each on its own
+thread. The collector forms a batch whenever a worker is idle; a batch formed while several are
+idle is split by rows across all of them (the ten crops of a lone image run as two halves side by
+side), and each worker takes the next batch as soon as its own share is done. Several workers suit
+a machine where one run cannot use all of it; they take jobs sooner, so batches are smaller
+(``max_wait_s`` trades latency for size). On the 2-CPU development machine, 2 single-threaded
+workers were no faster than 1 run on 2 threads (docs/performance.md, section 4).
 """
 
 from __future__ import annotations
@@ -37,16 +45,27 @@ class _Job:
 
 
 class DynamicBatcher:
-    def __init__(self, run: RunBatch, max_batch: int, max_wait_s: float, on_batch: OnBatch | None = None):
-        if max_batch < 1 or max_wait_s < 0:
-            raise ValueError("max_batch must be >= 1 and max_wait_s >= 0")
+    def __init__(
+        self,
+        run: RunBatch,
+        max_batch: int,
+        max_wait_s: float,
+        on_batch: OnBatch | None = None,
+        workers: int = 1,
+    ):
+        if max_batch < 1 or max_wait_s < 0 or workers < 1:
+            raise ValueError("max_batch and workers must be >= 1 and max_wait_s >= 0")
         self._run = run
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
+        self.workers = workers
         self._on_batch = on_batch
         self._queue: asyncio.Queue[_Job] = asyncio.Queue()
-        self._batch: list[_Job] = []  # being collected or run (failed by close() if cancelled)
+        self._batch: list[_Job] = []  # being collected (failed by close() if cancelled)
         self._held: _Job | None = None  # a job that did not fit into the previous batch
+        self._idle = 0  # workers not running a share of a batch
+        self._worker_freed = asyncio.Event()
+        self._running: dict[asyncio.Task[None], list[_Job]] = {}  # batches being run, and their jobs
         self._executor: ThreadPoolExecutor | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -62,17 +81,20 @@ class DynamicBatcher:
     def start(self) -> None:
         if self.running:
             return
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
+        self._executor = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="inference")
+        self._idle = self.workers
         self._task = asyncio.get_running_loop().create_task(self._serve(), name="dynamic-batcher")
 
     async def close(self) -> None:
-        """Stop taking jobs, fail the queued ones, let a running batch finish."""
+        """Stop taking jobs, fail the queued and running ones, let the running batches finish."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
         pending = self._batch + ([self._held] if self._held else [])
+        for jobs in self._running.values():
+            pending += jobs
         self._batch, self._held = [], None
         while not self._queue.empty():
             pending.append(self._queue.get_nowait())
@@ -82,6 +104,8 @@ class DynamicBatcher:
         if self._executor is not None:
             await asyncio.to_thread(self._executor.shutdown, wait=True)
             self._executor = None
+        if self._running:  # their runs have ended with the executor: let the tasks see it
+            await asyncio.gather(*self._running, return_exceptions=True)
 
     async def submit(self, crops: np.ndarray) -> tuple[np.ndarray, ...]:
         """The model's outputs for ``crops`` (the rows of one image), run within some batch."""
@@ -119,27 +143,46 @@ class DynamicBatcher:
     async def _serve(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
+            while self._idle == 0:
+                self._worker_freed.clear()
+                await self._worker_freed.wait()
             await self._collect()
-            batch = self._batch = [job for job in self._batch if not job.future.done()]  # done: caller gave up
+            batch = [job for job in self._batch if not job.future.done()]  # done: the caller gave up
+            self._batch = []
             if not batch:
                 continue
             crops = np.concatenate([job.crops for job in batch]) if len(batch) > 1 else batch[0].crops
-            started = time.perf_counter()
-            try:
-                outputs = await loop.run_in_executor(self._executor, self._run, crops)
-            except Exception as exc:
-                log.exception("inference failed on a batch of %d crops", len(crops))
-                for job in batch:
-                    if not job.future.done():
-                        job.future.set_exception(exc)
-                self._batch = []
-                continue
-            if self._on_batch is not None:
-                self._on_batch(len(crops), len(batch), time.perf_counter() - started)
-            offset = 0
+            shares = min(self._idle, len(crops))  # split across the idle workers
+            self._idle -= shares
+            task = loop.create_task(self._run_batch(batch, crops, shares))
+            self._running[task] = batch
+            task.add_done_callback(self._running.pop)
+
+    async def _run_share(self, crops: np.ndarray) -> tuple[np.ndarray, ...]:
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, self._run, crops)
+        finally:
+            self._idle += 1
+            self._worker_freed.set()
+
+    async def _run_batch(self, batch: list[_Job], crops: np.ndarray, shares: int) -> None:
+        started = time.perf_counter()
+        parts = await asyncio.gather(
+            *(self._run_share(rows) for rows in np.array_split(crops, shares)), return_exceptions=True
+        )
+        if errors := [part for part in parts if isinstance(part, BaseException)]:
+            exc = errors[0]
+            log.error("inference failed on a batch of %d crops", len(crops), exc_info=exc)
             for job in batch:
-                end = offset + len(job.crops)
                 if not job.future.done():
-                    job.future.set_result(tuple(out[offset:end] for out in outputs))
-                offset = end
-            self._batch = []
+                    job.future.set_exception(exc)
+            return
+        outputs = parts[0] if shares == 1 else tuple(np.concatenate(out) for out in zip(*parts, strict=True))
+        if self._on_batch is not None:
+            self._on_batch(len(crops), len(batch), time.perf_counter() - started)
+        offset = 0
+        for job in batch:
+            end = offset + len(job.crops)
+            if not job.future.done():
+                job.future.set_result(tuple(out[offset:end] for out in outputs))
+            offset = end

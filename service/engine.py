@@ -23,6 +23,7 @@ from service.batching import BatcherClosed, DynamicBatcher
 from service.errors import InferenceTimeout, NotReady, Overloaded
 from service.metrics import Metrics
 from service.openvino_model import OpenVinoModel
+from service.parallelism import plan_parallelism
 from service.settings import TEN_CROP, Settings
 from service.uploads import Upload
 
@@ -104,8 +105,13 @@ class Engine:
         self.in_flight = 0
         self.ready = False
         self._decoders = ThreadPoolExecutor(max_workers=settings.decode_threads, thread_name_prefix="decode")
+        self.parallelism = plan_parallelism(settings, onnxruntime_cpu=model.provider == CPU)
         self.batcher = DynamicBatcher(
-            model.run, settings.batch_max_size, settings.batch_max_wait_ms / 1000, on_batch=metrics.observe_batch
+            model.run,
+            settings.batch_max_size,
+            settings.batch_max_wait_ms / 1000,
+            on_batch=metrics.observe_batch,
+            workers=self.parallelism.workers,
         )
 
     @property
@@ -123,7 +129,14 @@ class Engine:
         crop = self.preprocessor.crop
         await self.batcher.submit(np.zeros((TEN_CROP, 3, crop, crop), np.float32))
         self.ready = True
-        log.info("model %s/%s ready on %s", self.manifest.name, self.manifest.version, self.provider)
+        log.info(
+            "model %s/%s ready on %s (%d inference workers, %s threads per run)",
+            self.manifest.name,
+            self.manifest.version,
+            self.provider,
+            self.parallelism.workers,
+            self.parallelism.threads or "runtime-chosen",
+        )
 
     async def close(self) -> None:
         self.ready = False
@@ -203,9 +216,9 @@ def load_model(version: ModelVersion, settings: Settings) -> OnnxModel | OpenVin
         return OpenVinoModel(version, settings.model_precision, settings.intra_op_threads)
     if settings.model_precision == "bf16":
         raise EngineError("model_precision=bf16 needs runtime=openvino (ONNX Runtime's CPU kernels are fp32/int8)")
-    return OnnxModel(
-        version, settings.providers, settings.intra_op_threads, settings.intra_op_spinning, settings.model_precision
-    )
+    on_cpu = choose_providers(settings.providers, ort.get_available_providers())[0] == CPU
+    threads = plan_parallelism(settings, onnxruntime_cpu=on_cpu).threads
+    return OnnxModel(version, settings.providers, threads, settings.intra_op_spinning, settings.model_precision)
 
 
 def load_engine(settings: Settings, metrics: Metrics) -> Engine:

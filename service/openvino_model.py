@@ -4,6 +4,8 @@ it) or int8 (the QDQ model). Optional: needs the ``openvino`` extra; imported on
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from model_store.store import ModelVersion
@@ -31,9 +33,13 @@ class OpenVinoModel:
         self.signature = version.manifest.onnx
         self._logits = self._compiled.output(self.signature.logits)
         self._features = self._compiled.output(self.signature.features)
+        self._requests = threading.local()  # one infer request per inference worker thread
         self.provider = f"OpenVINO CPU ({precision})"
         self.precision = precision
 
     def run(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        results = self._compiled(crops)
+        request = getattr(self._requests, "request", None)
+        if request is None:
+            request = self._requests.request = self._compiled.create_infer_request()
+        results = request.infer(crops)
         return np.asarray(results[self._logits]), np.asarray(results[self._features])

@@ -102,6 +102,8 @@ class ReadyResponse(BaseModel):
     model: ModelRef
     provider: str
     precision: str = Field(description="fp32, int8 or bf16: which model file and arithmetic serve")
+    inference_workers: int = Field(description="batches the model runs at once, each on its own thread")
+    threads_per_run: int = Field(description="the runtime's threads per run (0: the runtime chooses)")
     gallery_size: int
 
 

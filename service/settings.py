@@ -42,7 +42,18 @@ class Settings(BaseSettings):
     providers: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="auto: CUDA when ONNX Runtime offers it, else CPU; cuda: fail at start-up without it"
     )
-    intra_op_threads: int = Field(0, ge=0, description="ONNX Runtime threads per run; 0 lets it choose")
+    intra_op_threads: int = Field(
+        0,
+        ge=0,
+        description="runtime threads per run; 0: on ONNX Runtime's CPU provider, the usable CPUs (affinity and"
+        " cgroup quota) over inference_workers; other runtimes choose their own",
+    )
+    inference_workers: int = Field(
+        1,
+        ge=1,
+        description="batches run at once, each on its own thread; a batch that finds several idle is split"
+        " across them (more than 1 forms smaller batches: see batch_max_wait_ms)",
+    )
     runtime: Literal["onnxruntime", "openvino"] = Field(
         "onnxruntime", description="inference runtime; openvino (CPU only; the extra `openvino`) uses AMX/VNNI"
     )

@@ -25,6 +25,8 @@ async def readyz(engine: EngineDep, retrieval: RetrievalDep) -> ReadyResponse:
         model=ModelRef.of(engine.manifest),
         provider=engine.provider,
         precision=engine.model.precision,
+        inference_workers=engine.parallelism.workers,
+        threads_per_run=engine.parallelism.threads,
         gallery_size=len(retrieval),
     )
 

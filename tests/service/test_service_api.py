@@ -10,12 +10,15 @@ import httpx
 from PIL import Image
 
 from model_store.manifest import Manifest
+from service.parallelism import available_cpus
 
 
 def test_health_ready_models_and_docs(client: httpx.Client, live_service) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz").json()
     assert ready["status"] == "ready" and ready["provider"] == "CPUExecutionProvider"
+    # one run at a time, on as many ONNX Runtime threads as this process may use CPUs
+    assert ready["inference_workers"] == 1 and ready["threads_per_run"] == available_cpus()
     (info,) = client.get("/v1/models").json()["models"]
     assert info["name"] == live_service.model.name and info["version"] == "v1"
     assert info["provider"] == "CPUExecutionProvider" and info["gallery_size"] >= 1

@@ -112,11 +112,12 @@ def test_errors_reach_every_caller_and_the_batcher_keeps_serving() -> None:
     run(main())
 
 
-def test_close_fails_waiting_jobs_and_later_submits() -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_close_fails_waiting_jobs_and_later_submits(workers: int) -> None:
     model = RecordingModel(delay=0.5)
 
     async def main() -> None:
-        batcher = DynamicBatcher(model, max_batch=10, max_wait_s=0)
+        batcher = DynamicBatcher(model, max_batch=10, max_wait_s=0, workers=workers)
         batcher.start()
         running = asyncio.ensure_future(batcher.submit(job(0, 10)))
         await asyncio.sleep(0.05)
@@ -142,3 +143,84 @@ def test_oversized_jobs_are_refused() -> None:
         await batcher.close()
 
     run(main())
+
+
+class GatedModel(RecordingModel):
+    """Holds each run whose first value is 0 until ``release`` is set; fails runs holding a -1."""
+
+    def __call__(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if crops.flat[0] == 0:
+            self.release.wait(5)
+        if (crops == -1).any():
+            self.batches.append(len(crops))
+            raise RuntimeError("model failed")
+        return super().__call__(crops)
+
+
+class MeetingModel(RecordingModel):
+    """Each run waits (up to 5 s) until ``parties`` runs are under way at once."""
+
+    def __init__(self, parties: int):
+        super().__init__()
+        self.meeting = threading.Barrier(parties, timeout=5)
+
+    def __call__(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        self.meeting.wait()  # BrokenBarrierError unless the shares run side by side
+        return super().__call__(crops)
+
+
+def test_a_batch_finding_idle_workers_is_split_across_them_in_order() -> None:
+    model = MeetingModel(parties=2)
+    crops = np.arange(20, dtype=np.float32).reshape(10, 2) + 1
+
+    async def main() -> tuple[np.ndarray, ...]:
+        batcher = DynamicBatcher(model, max_batch=20, max_wait_s=0, workers=2)
+        batcher.start()
+        try:
+            return await batcher.submit(crops)
+        finally:
+            await batcher.close()
+
+    sums, doubled = run(main())
+    np.testing.assert_array_equal(sums, crops.sum(axis=1))  # each row's own output, in order
+    np.testing.assert_array_equal(doubled, crops * 2)
+    assert sorted(model.batches) == [5, 5]
+    assert model.threads == {"inference_0", "inference_1"}  # side by side, one share per worker
+
+
+def test_a_busy_worker_does_not_hold_up_the_next_batch() -> None:
+    model = GatedModel()
+
+    async def main() -> None:
+        batcher = DynamicBatcher(model, max_batch=20, max_wait_s=0, workers=2)
+        batcher.start()
+        first = asyncio.ensure_future(batcher.submit(job(0, 1)))  # one crop: one worker, held
+        await asyncio.sleep(0.05)
+        (sums, _) = await asyncio.wait_for(batcher.submit(job(1, 10)), 2)  # runs on the other worker
+        np.testing.assert_array_equal(sums, np.full(10, 2.0))
+        assert not first.done()
+        model.release.set()
+        await first
+        await batcher.close()
+
+    run(main())
+    assert model.batches == [10, 1]  # the ten crops whole: only one worker was idle
+
+
+def test_a_failed_share_fails_its_batch_and_frees_every_worker() -> None:
+    model = GatedModel()
+    model.release.set()
+    bad = np.ones((10, 2), np.float32)
+    bad[9] = -1  # in the second share only
+
+    async def main() -> None:
+        batcher = DynamicBatcher(model, max_batch=20, max_wait_s=0, workers=2)
+        batcher.start()
+        with pytest.raises(RuntimeError, match="model failed"):
+            await batcher.submit(bad)
+        (sums, _) = await asyncio.wait_for(batcher.submit(job(3, 10)), 2)
+        assert sums[0] == 6
+        await batcher.close()
+
+    run(main())
+    assert sorted(model.batches[:2]) == [5, 5] and sorted(model.batches[2:]) == [5, 5]  # both workers idle again

@@ -1,5 +1,6 @@
-"""ALEXNET_MODEL_PRECISION / ALEXNET_RUNTIME: the service serves the version's int8 model (or, with
-OpenVINO installed, bf16) when asked, says so, and answers what that model computes offline."""
+"""ALEXNET_MODEL_PRECISION / ALEXNET_RUNTIME / ALEXNET_INFERENCE_WORKERS: the service serves the
+version's int8 model (or, with OpenVINO installed, bf16) when asked, and runs several batches at
+once when asked, says so, and answers what that model computes offline."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 from model_store.manifest import INT8_MODEL_FILE, MANIFEST_FILE
 from model_store.preprocessing import decode_image, resize_center_crop
 from model_store.store import load_version, publish_version
+from service.parallelism import available_cpus
 from training.evaluate import onnx_logits_fn, predict_probabilities
 from training.index import gallery_images
 
@@ -43,6 +45,14 @@ def test_int8_is_served_and_equals_the_offline_int8_model(tiny_model, private_st
         np.testing.assert_allclose(served, expected, rtol=0, atol=1e-4)
 
 
+def test_two_inference_workers_split_ten_crops_and_answer_as_offline(tiny_model, private_store, start_service) -> None:
+    server = start_service(private_store, inference_workers=2, batch_max_wait_ms=0)
+    ready = httpx.get(f"{server.url}/readyz").json()
+    assert ready["inference_workers"] == 2 and ready["threads_per_run"] == max(1, available_cpus() // 2)
+    for served, expected in served_and_offline(server.url, tiny_model, private_store, "fp32", per_class=1):
+        np.testing.assert_allclose(served, expected, rtol=0, atol=1e-4)  # two shares of five crops, joined in order
+
+
 def test_a_version_without_int8_refuses_to_start_with_the_reason(tiny_model, private_store, start_service) -> None:
     source = load_version(private_store, tiny_model.name)
     files = {n: source.path / n for n in source.manifest.files if n not in (INT8_MODEL_FILE, MANIFEST_FILE)}
@@ -59,7 +69,9 @@ def test_bf16_needs_openvino(private_store, start_service) -> None:
 @pytest.mark.skipif(importlib.util.find_spec("openvino") is None, reason="openvino not installed (extra: openvino)")
 @pytest.mark.parametrize("precision", ["fp32", "bf16", "int8"])
 def test_openvino_runtime_serves_the_same_labels(tiny_model, private_store, start_service, precision) -> None:
-    server = start_service(private_store, runtime="openvino", model_precision=precision)
+    # fp32 on two workers: each thread its own OpenVINO infer request
+    server = start_service(private_store, runtime="openvino", model_precision=precision,
+                           inference_workers=2 if precision == "fp32" else 1)  # fmt: skip
     ready = httpx.get(f"{server.url}/readyz").json()
     assert ready["precision"] == precision and ready["provider"].startswith("OpenVINO")
     for served, expected in served_and_offline(server.url, tiny_model, private_store, "fp32", per_class=2):
