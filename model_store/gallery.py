@@ -53,7 +53,12 @@ Distances: FAISS returns squared L2; ``Gallery.search`` reports the Euclidean di
 (the square root), as in the paper's Figure 4.
 
 Only numpy, faiss and Pillow are used here (the service must not need torch). One process writes
-a gallery at a time.
+a gallery at a time (``model_store/writer_lock.py``): each change holds ``writer.lock`` in the folder
+while it writes, and fails with GalleryConflict when another process holds it for longer than
+``WRITER_WAIT_S``, or when the folder changed on disk since this process last read or wrote it (its
+``gallery.json`` or log is not the one it knows: appending at its old offset would cut off the
+other process's changes). The cleanup of leftovers at load runs only in a writable folder, under
+the lock, and only if nothing changed since the load read it.
 """
 
 from __future__ import annotations
@@ -65,7 +70,8 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -76,6 +82,7 @@ from PIL import Image
 from model_store import change_log
 from model_store.index_kinds import VectorIndex, check_kind
 from model_store.store import fsync_path, sha256_file, write_json_atomic
+from model_store.writer_lock import WriterLock
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +90,7 @@ GALLERY_FILE = "gallery.json"
 THUMBS_DIR = "thumbs"
 FORMAT_VERSION = 1  # flat galleries without a change log (read, no longer written)
 KINDS_FORMAT_VERSION = 2  # galleries of another index kind without a change log (read, no longer written)
+WRITER_WAIT_S = 5.0  # how long a first change waits for the writer lock (a loader's cleanup holds it briefly)
 LOG_FORMAT_VERSION = 3  # a base plus a change log, every kind (format 1 and 2 readers refuse it)
 THUMBNAIL_SIZE = 96
 THUMBNAIL_QUALITY = 85
@@ -101,6 +109,10 @@ OVERFETCH_MAX = 2048
 
 class GalleryError(RuntimeError):
     """A gallery on disk is missing, inconsistent or corrupt."""
+
+
+class GalleryConflict(GalleryError):
+    """Another process is changing this gallery, or changed it after this process loaded it."""
 
 
 class UnknownItemError(KeyError):
@@ -383,6 +395,8 @@ class Gallery:
         self._snapshot = snapshot
         self._write_lock = threading.Lock()
         self._compact_next = False  # set when gallery.json may name a generation newer than the snapshot
+        self._writer = WriterLock(self.directory)
+        self._seen = self._disk_state()  # the files as this process last read or wrote them
 
     # construction
 
@@ -417,6 +431,7 @@ class Gallery:
     def load(cls, directory: Path, compaction: Compaction | None = None) -> Gallery:
         directory = Path(directory)
         meta_path = directory / GALLERY_FILE
+        seen_meta = _stat(meta_path)  # before reading: a change after this point is a conflict later
         try:
             meta = json.loads(meta_path.read_text())
         except FileNotFoundError as exc:
@@ -453,10 +468,12 @@ class Gallery:
         if meta["format"] == LOG_FORMAT_VERSION and changes_file != f"changes-{generation}.log":
             raise GalleryError(f"{meta_path}: expected changes_file changes-{generation}.log, got {changes_file!r}")
         snapshot = _Snapshot(generation, int(meta["next_id"]), vectors, _search_copy(vectors), items, changes_file)
+        seen_log = _stat(directory / changes_file) if changes_file else None
         if changes_file:
             snapshot = _replay(directory / changes_file, snapshot, dim)
         gallery = cls(directory, dim, snapshot, compaction)
-        gallery._remove_leftovers()
+        gallery._seen = (seen_meta, seen_log)
+        gallery._clean_up()
         log.info(
             "loaded gallery %s: %d items (%d changes logged since the base), dim %d, index kind %s",
             directory, snapshot.size, snapshot.log_records, dim, kind,
@@ -551,7 +568,7 @@ class Gallery:
         count = len(vectors)
         if not count or not (len(labels) == len(sources) == len(thumbnails) == count):
             raise ValueError("add needs one label, source and thumbnail per vector, and at least one vector")
-        with self._write_lock:
+        with self._write_lock, self._as_writer():
             old = self._snapshot
             ids = as_ids(range(old.next_id, old.next_id + count), count)
             new_items = [
@@ -579,13 +596,14 @@ class Gallery:
         with self._write_lock:
             old = self._snapshot
             changes = _Changes(old, self.dim)
-            item = changes.remove(item_id)
-            if self._compacts(old, 0):
-                new = changes.snapshot(0, 0)
-                self._commit(old, self._compacted(new), new.live_items(), new.next_id)
-            else:
-                self._append(old, change_log.encode_remove(int(item_id)), changes)
-            (self.directory / THUMBS_DIR / item.thumbnail).unlink(missing_ok=True)
+            item = changes.remove(item_id)  # an unknown id needs no lock
+            with self._as_writer():
+                if self._compacts(old, 0):
+                    new = changes.snapshot(0, 0)
+                    self._commit(old, self._compacted(new), new.live_items(), new.next_id)
+                else:
+                    self._append(old, change_log.encode_remove(int(item_id)), changes)
+                (self.directory / THUMBS_DIR / item.thumbnail).unlink(missing_ok=True)
             return item
 
     def _compacts(self, old: _Snapshot, vector_bytes: int) -> bool:
@@ -618,7 +636,10 @@ class Gallery:
 
     def _append(self, old: _Snapshot, record: bytes, changes: _Changes) -> None:
         """Commit a change: append its record to the log and fsync it, then swap in the snapshot."""
-        end = change_log.append(self.directory / old.changes_file, old.log_bytes, old.generation, record)
+        try:
+            end = change_log.append(self.directory / old.changes_file, old.log_bytes, old.generation, record)
+        finally:
+            self._seen = self._disk_state()  # this process's own write, even a failed one
         self._snapshot = changes.snapshot(old.log_records + 1, end)
 
     def _commit(self, old: _Snapshot, index: VectorIndex, items: dict[int, GalleryItem], next_id: int) -> None:
@@ -654,15 +675,49 @@ class Gallery:
             write_json_atomic(self.directory / GALLERY_FILE, meta)  # the commit point
         except BaseException:
             self._compact_next = True  # it may have replaced gallery.json: never append to the old log again
+            self._seen = self._disk_state()
             raise
         self._compact_next = False
         self._snapshot = _Snapshot(generation, next_id, index, _search_copy(index), items, changes_file)
+        self._seen = self._disk_state()
         for stale in (f"vectors-{old.generation}.faiss", f"rerank-{old.generation}.faiss", old.changes_file):
             if stale:
                 (self.directory / stale).unlink(missing_ok=True)
         if old.log_records:
             message = "gallery %s: %d logged changes compacted into generation %d"
             log.info(message, self.directory, old.log_records, generation)
+
+    def _disk_state(self) -> tuple[tuple[int, ...] | None, tuple[int, ...] | None]:
+        changes_file = self._snapshot.changes_file
+        return _stat(self.directory / GALLERY_FILE), _stat(self.directory / changes_file) if changes_file else None
+
+    @contextmanager
+    def _as_writer(self) -> Iterator[None]:
+        """Hold the folder's writer lock, with the folder as this process last saw it (or raise
+        GalleryConflict)."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        if not self._writer.try_acquire(wait_s=WRITER_WAIT_S):
+            raise GalleryConflict(f"another process is changing the gallery in {self.directory}")
+        try:
+            if self._disk_state() != self._seen:
+                raise GalleryConflict(
+                    f"the gallery in {self.directory} was changed by another process after this one read it;"
+                    " load it again to change it (one process writes a gallery at a time)"
+                )
+            yield
+        finally:
+            self._writer.release()
+
+    def _clean_up(self) -> None:
+        """Remove leftovers, unless the folder is read-only, another process holds its lock, or
+        it changed since this process read it."""
+        if not os.access(self.directory, os.W_OK) or not self._writer.try_acquire():
+            return
+        try:
+            if self._disk_state() == self._seen:
+                self._remove_leftovers()
+        finally:
+            self._writer.release()
 
     def _remove_leftovers(self) -> None:
         """Delete what a crashed change left behind: other generations' files, temp files,
@@ -680,6 +735,15 @@ class Gallery:
             for path in thumbs.iterdir():
                 if path.name not in keep:
                     _discard(path)
+
+
+def _stat(path: Path) -> tuple[int, ...] | None:
+    """What tells one version of a file from the next: inode (a replace), size and mtime (an append)."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
 
 
 def _discard(path: Path) -> None:

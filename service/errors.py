@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from model_store.gallery import UnknownItemError
+from model_store.gallery import GalleryConflict, UnknownItemError
 from model_store.preprocessing import ImageError, ImageTooLargeError
 
 log = logging.getLogger(__name__)
@@ -122,6 +122,10 @@ async def _unknown_item(_: Request, exc: UnknownItemError) -> JSONResponse:
     return error_response(404, "not_found", str(exc))
 
 
+async def _gallery_conflict(_: Request, exc: GalleryConflict) -> JSONResponse:
+    return error_response(409, "gallery_conflict", str(exc))
+
+
 async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
     return error_response(422, "invalid_parameter", _validation_message(exc))
 
@@ -143,6 +147,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(ImageError, _image_error)
     app.add_exception_handler(UnknownItemError, _unknown_item)
+    app.add_exception_handler(GalleryConflict, _gallery_conflict)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)

@@ -102,6 +102,11 @@ class NotFoundError(APIStatusError):
     """404: no gallery item (or route) with that id."""
 
 
+class ConflictError(APIStatusError):
+    """409: the gallery was changed by another server process (``gallery_conflict``), or a reload
+    failed and the old version still serves (``reload_failed``)."""
+
+
 class PayloadTooLargeError(APIStatusError):
     """413: an image or the whole request is larger than the server accepts."""
 
@@ -154,6 +159,7 @@ _STATUS_ERRORS: dict[int, type[APIStatusError]] = {
     401: AuthenticationError,
     403: PermissionDeniedError,
     404: NotFoundError,
+    409: ConflictError,
     413: PayloadTooLargeError,
     415: UnsupportedMediaTypeError,
     422: UnprocessableEntityError,

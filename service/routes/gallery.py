@@ -43,7 +43,7 @@ def check_labels(labels: list[str], count: int) -> list[str]:
     "/index",
     response_model=IndexAddResponse,
     dependencies=[Depends(require_form), Depends(require_api_key)],
-    responses=error_responses(400, 401, 403, 413, 415, 422, 503),
+    responses=error_responses(400, 401, 403, 409, 413, 415, 422, 503),
 )
 async def add_to_index(
     request: Request,
@@ -78,7 +78,7 @@ async def add_to_index(
     "/index/{item_id}",
     response_model=IndexDeleteResponse,
     dependencies=[Depends(require_api_key)],
-    responses=error_responses(401, 403, 404, 422, 503),
+    responses=error_responses(401, 403, 404, 409, 422, 503),
 )
 async def remove_from_index(item_id: ItemId, retrieval: RetrievalDep) -> IndexDeleteResponse:
     await retrieval.remove(item_id)

@@ -21,6 +21,7 @@ from alexnet_client import (
     AuthenticationError,
     BadRequestError,
     Client,
+    ConflictError,
     InternalServerError,
     NotFoundError,
     PayloadTooLargeError,
@@ -131,7 +132,8 @@ def test_other_errors_are_never_retried(serve: Callable[[Any], str], code: int) 
         (503, ServiceUnavailableError),
         (500, InternalServerError),
         (502, InternalServerError),
-        (409, APIStatusError),
+        (409, ConflictError),
+        (410, APIStatusError),
     ],
 )
 def test_status_to_exception(serve: Callable[[Any], str], code: int, error: type[APIStatusError]) -> None:

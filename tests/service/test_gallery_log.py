@@ -30,6 +30,7 @@ from model_store.gallery import (
     make_thumbnail,
 )
 from model_store.index_kinds import KINDS, MIN_TRAIN
+from model_store.writer_lock import LOCK_FILE
 
 DIM = 64  # small, and a multiple of what the PQ kinds need
 THUMB = make_thumbnail(Image.new("RGB", (8, 8)))
@@ -101,7 +102,13 @@ def test_a_change_is_an_append_that_leaves_the_base_and_gallery_json_alone(bases
     )
     assert vectors_file.read_bytes() == before[1] and (directory / GALLERY_FILE).read_bytes() == before[2]
     assert sizes[0] > DIM * 4 and sizes[1] == sizes[0] + 17 and sizes[2] == sizes[1] + 17  # 8 framing + 9 payload
-    assert sorted(p.name for p in directory.iterdir()) == ["changes-1.log", GALLERY_FILE, "thumbs", "vectors-1.faiss"]
+    assert sorted(p.name for p in directory.iterdir()) == [
+        "changes-1.log",
+        GALLERY_FILE,
+        "thumbs",
+        "vectors-1.faiss",
+        LOCK_FILE,
+    ]
     records, end = change_log.read(log_path(directory), 1, DIM)
     assert end == sizes[2]
     assert [type(r).__name__ for r in records] == ["AddRecord", "RemoveRecord", "RemoveRecord"]
@@ -243,7 +250,7 @@ def test_a_long_log_is_compacted_into_a_new_base(bases, kind: str, tmp_path: Pat
     meta = json.loads((directory / GALLERY_FILE).read_text())
     assert meta["generation"] == 2 and meta["changes_file"] == "changes-2.log"
     names = sorted(p.name for p in directory.iterdir())
-    assert names == [GALLERY_FILE] + (["rerank-2.faiss"] if rerank else []) + ["thumbs", "vectors-2.faiss"]
+    assert names == [GALLERY_FILE] + (["rerank-2.faiss"] if rerank else []) + ["thumbs", "vectors-2.faiss", LOCK_FILE]
     assert gallery.items() == before_items + [gallery.get(second)]
     assert [row["id"] for row in meta["items"]] == [it.id for it in gallery.items()] and meta["next_id"] == second + 1
     reloaded = Gallery.load(directory)
@@ -269,7 +276,9 @@ def test_a_long_log_is_compacted_into_a_new_base(bases, kind: str, tmp_path: Pat
 def test_a_bulk_build_is_one_base_write_and_a_failed_append_changes_nothing(bases, tmp_path: Path) -> None:
     directory = tmp_path / "index"
     gallery, _ = built(bases, directory, "ivf_pq")
-    assert sorted(p.name for p in directory.iterdir()) == [GALLERY_FILE, "rerank-1.faiss", "thumbs", "vectors-1.faiss"]
+    assert sorted(p.name for p in directory.iterdir()) == [
+        GALLERY_FILE, "rerank-1.faiss", "thumbs", "vectors-1.faiss", LOCK_FILE
+    ]  # fmt: skip
     fill(gallery, rand(1, seed=2))
     path = log_path(directory)
     size, items = path.stat().st_size, gallery.items()
@@ -353,6 +362,6 @@ def test_kill_9_during_appends_loses_no_acknowledged_change(records: int, tmp_pa
     assert generation > 1 if records == 4 else generation == 1
     assert {p.name for p in (directory / THUMBS_DIR).iterdir()} == {f"{i}.jpg" for i in present}
     leftovers = {p.name for p in directory.iterdir()} - {GALLERY_FILE, THUMBS_DIR, f"vectors-{generation}.faiss"}
-    assert leftovers <= {f"changes-{generation}.log"}
+    assert leftovers <= {f"changes-{generation}.log", LOCK_FILE}  # the killed writer's lock died with it
     for item_id in present:
         assert gallery.search(gallery.vector(item_id)[None], 1)[0][0].item.id == item_id

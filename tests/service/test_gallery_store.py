@@ -23,6 +23,7 @@ from model_store.gallery import (
     remove_vectors,
     search_index,
 )
+from model_store.writer_lock import LOCK_FILE
 
 DIM = 16
 
@@ -127,7 +128,7 @@ def test_leftovers_of_a_crash_are_ignored_and_removed(tmp_path: Path) -> None:
     (directory / THUMBS_DIR / "3.jpg").write_bytes(b"\xff\xd8")
     gallery = Gallery.load(directory)
     assert len(gallery) == 3
-    assert sorted(p.name for p in directory.iterdir()) == [GALLERY_FILE, "thumbs", "vectors-1.faiss"]
+    assert sorted(p.name for p in directory.iterdir()) == [GALLERY_FILE, "thumbs", "vectors-1.faiss", LOCK_FILE]
     assert sorted(p.name for p in (directory / THUMBS_DIR).iterdir()) == ["0.jpg", "1.jpg", "2.jpg"]
 
 

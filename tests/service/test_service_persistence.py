@@ -56,6 +56,31 @@ def test_added_items_survive_kill_9_and_deletes_survive_a_restart(
         assert "no api_key" in assert_error(refused, 403, "forbidden")["message"]
 
 
+def test_two_writers_on_one_gallery_get_a_conflict_not_a_lost_change(
+    start_service, tiny_model, private_store: Path, odd_images
+) -> None:
+    """Two services with the API key on one store (a misconfiguration): the second to change the
+    gallery would append at the offset it loaded, over the first one's change. It gets a 409."""
+    key = {"X-API-Key": API_KEY}
+    photo = [("files", ("rotated.jpg", odd_images["exif-rotated.jpg"][0], "image/jpeg"))]
+    first, second = (start_service(private_store, api_key=API_KEY) for _ in range(2))
+    with httpx.Client(base_url=first.url, timeout=60) as http:
+        added = http.post("/index", files=photo, data={"labels": "first"}, headers=key)
+        assert added.status_code == 200, added.text
+    with httpx.Client(base_url=second.url, timeout=60) as http:
+        size = http.get("/readyz").json()["gallery_size"]
+        refused = http.post("/index", files=photo, data={"labels": "second"}, headers=key)
+        assert "changed by another process" in assert_error(refused, 409, "gallery_conflict")["message"]
+        assert "changed by another process" in assert_error(http.delete("/index/0", headers=key), 409)["message"]
+        assert http.get("/readyz").json()["gallery_size"] == size  # and it goes on serving
+        assert http.post("/similar", data={"id": "0", "k": "1"}).status_code == 200
+    second.stop()
+    restarted = start_service(private_store)
+    with httpx.Client(base_url=restarted.url, timeout=60) as http:  # the first one's add is there
+        new_id = added.json()["ids"][0]
+        assert http.post("/similar", data={"id": str(new_id)}).json()["query"]["label"] == "first"
+
+
 def test_a_corrupt_model_stops_the_start_up(start_service, tiny_model, private_store: Path, tmp_path: Path) -> None:
     mean = private_store / tiny_model.name / "v1" / "mean.npy"
     shutil.copyfile(mean, tmp_path / "mean.npy")
