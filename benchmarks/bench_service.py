@@ -9,10 +9,15 @@ of 10 or 1 crops (at most batch_max_size crops). The ratio is service img/s / ra
 generator replays pre-built requests over keep-alive connections, so it costs the server's cores
 little; its CPU time and the server's, per request, are in the table.
 
-Needs a published model (/similar searches the version's gallery, if it has one). Bounded:
-``--requests`` per scenario and ``--max-seconds`` for each measurement.
+This machine's speed drifts (other work shares it), so each row interleaves ``--slices`` service
+slices with raw runs (raw, service, raw, ..., raw) and compares each slice with the raw runs
+around it; the table gives the lowest and highest ratio of one slice next to the row's ratio.
 
-    python benchmarks/bench_service.py --store-root store --model-name alexnet-caltech101 --requests 64
+Needs a published model (/similar searches the version's gallery, if it has one). A row takes
+about slices x slice_seconds + (slices + 1) x raw_seconds (twice the raw time when two layouts
+are compared), plus the raw runs on the service's batch sizes.
+
+    python benchmarks/bench_service.py --store-root store --model-name alexnet-caltech101
 """
 
 from __future__ import annotations
@@ -61,16 +66,18 @@ class Result:
     clients: int
     requests: int
     errors: int
-    images_per_s: float
+    images_per_s: float  # in the slices' steady windows
     p50_ms: float
     p99_ms: float
-    raw_images_per_s: float  # on batches of ``ideal_batch`` images, the faster layout
+    raw_images_per_s: float  # on batches of ``ideal_batch`` images, the faster layout, around the slices
     raw_layout: str  # which layout of runs and threads gave raw_images_per_s
     ideal_batch: int  # images per run of a perfect batcher: all clients' images, up to the crop limit
     service_batch: float  # images per run that the service formed, on average (from /metrics)
     raw_same_batches_per_s: float  # on batches of ``service_batch`` images, on average
     client_cpu_ms: float  # the load generator's CPU time per request
     server_cpu_ms: float  # the service process's CPU time per image (all its threads)
+    ratio_low: float  # the lowest and highest ratio of one slice to the raw runs around it
+    ratio_high: float
 
 
 def machine() -> str:
@@ -234,17 +241,27 @@ def batch_counts(port: int) -> tuple[float, float]:
     return values["alexnet_inference_batch_images_count"], values["alexnet_inference_batch_images_sum"]
 
 
+@dataclass
+class Slice:
+    """One stretch of load: clients send back to back for ``seconds``, then finish what they sent."""
+
+    latencies: list[float]  # seconds, of every successful request
+    errors: int
+    steady_images: int  # completed after every client had its first answer, before sending stopped
+    steady_seconds: float  # from that first answer to the last of them (0: too short a slice for this load)
+    client_cpu: float  # this process's CPU seconds
+
+    @property
+    def rate(self) -> float:
+        return self.steady_images / self.steady_seconds if self.steady_seconds > 0 else float("nan")
+
+
 async def load_test(
-    port: int,
-    route: str,
-    mode: str,
-    clients: int,
-    images: list[tuple[str, bytes]],
-    requests: int,
-    min_seconds: float,
-    max_seconds: float,
-) -> tuple[list[float], int, float, float]:
-    """(latencies in s of the successful requests, errors, wall seconds, this process's CPU seconds).
+    port: int, route: str, mode: str, clients: int, images: list[tuple[str, bytes]], seconds: float
+) -> Slice:
+    """``clients`` closed-loop clients for ``seconds``; the rate counts only the steady window, from
+    the moment every client has had its first answer (the ramp-up) to the last answer before sending
+    stops (the drain of the last requests is not counted either).
 
     A lean load generator: each client holds one keep-alive connection and replays pre-built
     requests, parsing only the status line and headers, so on a machine this small the client
@@ -252,21 +269,28 @@ async def load_test(
     field, param = ("files", "tta") if route == "/classify" else ("file", "feature")
     payloads = [multipart_request(route, field, name, data, param, mode) for name, data in images]
     latencies: list[float] = []
-    errors = 0
-    issued = 0
+    finished: list[float] = []  # when each successful request ended
+    first_answers: list[float] = []
+    errors = issued = 0
 
     async def client() -> None:
         nonlocal errors, issued
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        first = True
         try:
-            while (issued < requests or time.perf_counter() < long_enough) and time.perf_counter() < deadline:
+            while time.perf_counter() < stop:
                 i = issued
                 issued += 1
                 started = time.perf_counter()
                 writer.write(payloads[i % len(payloads)])
                 status, closes, body = await read_response(reader)
+                ended = time.perf_counter()
+                if first:
+                    first_answers.append(ended)
+                    first = False
                 if status == 200:
-                    latencies.append(time.perf_counter() - started)
+                    latencies.append(ended - started)
+                    finished.append(ended)
                 else:
                     errors += 1
                     log.warning("%s %s: %d %s", route, mode, status, body[:200])
@@ -276,26 +300,30 @@ async def load_test(
         finally:
             writer.close()
 
-    deadline = time.perf_counter() + max_seconds
-    long_enough = time.perf_counter() + min_seconds
-    cpu, started = time.process_time(), time.perf_counter()
+    cpu, stop = time.process_time(), time.perf_counter() + seconds
     await asyncio.gather(*(client() for _ in range(clients)))
-    return latencies, errors, time.perf_counter() - started, time.process_time() - cpu
+    # from one answer to another, so that whole batches fall in the window (ten crops of 6 images
+    # finish together: a window ending mid-period would miscount by up to a batch)
+    steady_from = max(first_answers) if len(first_answers) == clients else stop
+    steady = [t for t in finished if steady_from < t <= stop]
+    seconds = max(steady) - steady_from if steady else 0.0
+    return Slice(latencies, errors, len(steady), seconds, time.process_time() - cpu)
 
 
 def table(results: list[Result]) -> str:
     rows = [
         "| route | tta / feature | clients | requests | errors | service img/s | p50 ms | p99 ms "
-        "| raw img/s, perfect batches (images; the faster layout) | **ratio** | service's mean batch "
-        "| raw img/s, service's batches "
+        "| raw img/s, perfect batches (images; the faster layout) | **ratio** | ratio of one slice, lowest-highest "
+        "| service's mean batch | raw img/s, service's batches "
         "| ratio, same batches | server CPU ms/img | client CPU ms/req |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         rows.append(
             f"| {r.route} | {r.mode} | {r.clients} | {r.requests} | {r.errors} | {r.images_per_s:.1f} "
             f"| {r.p50_ms:.0f} | {r.p99_ms:.0f} | {r.raw_images_per_s:.1f} ({r.ideal_batch}; {r.raw_layout}) "
-            f"| **{r.images_per_s / r.raw_images_per_s:.2f}** | {r.service_batch:.1f} | {r.raw_same_batches_per_s:.1f} "
+            f"| **{r.images_per_s / r.raw_images_per_s:.2f}** | {r.ratio_low:.2f}-{r.ratio_high:.2f} "
+            f"| {r.service_batch:.1f} | {r.raw_same_batches_per_s:.1f} "
             f"| {r.images_per_s / r.raw_same_batches_per_s:.2f} | {r.server_cpu_ms:.0f} | {r.client_cpu_ms:.1f} |"
         )
     return "\n".join(rows)
@@ -316,9 +344,9 @@ def main(argv: list[str] | None = None) -> int:
         choices=[f"{route}:{mode}" for route, mode in SCENARIOS],
         help="which of route:mode to run",
     )
-    parser.add_argument("--requests", type=int, default=64, help="at least this many requests per scenario")
-    parser.add_argument("--min-seconds", type=float, default=10, help="each scenario runs at least this long")
-    parser.add_argument("--max-seconds", type=float, default=60, help="time limit per scenario")
+    parser.add_argument("--slices", type=int, default=3, help="service slices per row, each between raw runs")
+    parser.add_argument("--slice-seconds", type=float, default=10, help="length of one service slice")
+    parser.add_argument("--raw-seconds", type=float, default=5, help="length of one raw run (at least one batch)")
     parser.add_argument("--images", type=int, default=32, help="distinct test images to cycle through")
     parser.add_argument(
         "--env", action="append", default=[], metavar="ALEXNET_X=VALUE", help="a service setting (repeatable)"
@@ -357,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
         shares = np.array_split(batch, min(engine.workers, len(batch)))
         searched = gallery if route == "/similar" else None
         runs = [(engine.runner(share, searched), len(share) / per_image) for share in shares]
-        rate = raw_throughput(runs, args.requests, args.min_seconds, args.max_seconds)
+        rate = raw_throughput(runs, 1, args.raw_seconds, 3 * args.raw_seconds)
         log.info("raw %s %s, %d images per batch, %s: %.1f img/s", route, mode, per_batch, engine.layout, rate)
         return rate
 
@@ -374,6 +402,45 @@ def main(argv: list[str] | None = None) -> int:
         high_s = low_s if high == low else high / raw_rate(route, mode, high, engines["service"])
         return mean_batch / (low_s + (mean_batch - low) * (high_s - low_s))
 
+    def measure_row(route: str, mode: str, clients: int) -> Result:
+        """Raw and service slices in turn (raw, service, raw, ..., raw), so both see the same
+        machine: each service slice is compared with the mean of the raw runs around it."""
+        ideal = min(clients, max_crops // CROPS[mode])  # the biggest batch the service can form
+        raws = [best_raw_rate(route, mode, ideal)]
+        asyncio.run(warm_up(port, route, mode, images))
+        batches_before, server_cpu = batch_counts(port), process_cpu_seconds(server.pid)
+        slices = []
+        for _ in range(args.slices):
+            slices.append(asyncio.run(load_test(port, route, mode, clients, images, args.slice_seconds)))
+            raws.append(best_raw_rate(route, mode, ideal))
+        server_cpu = process_cpu_seconds(server.pid) - server_cpu
+        runs_after, batched_after = batch_counts(port)
+        runs, batched = runs_after - batches_before[0], batched_after - batches_before[1]
+        mean_batch = batched / max(runs, 1)
+        steady_seconds = sum(sl.steady_seconds for sl in slices)
+        service = sum(sl.steady_images for sl in slices) / steady_seconds if steady_seconds else float("nan")
+        # each slice's raw rate: the mean of the runs before and after it, weighted by its window
+        around = [(raws[i][0] + raws[i + 1][0]) / 2 for i in range(len(slices))]
+        weights = [sl.steady_seconds for sl in slices]
+        raw = float(np.average(around, weights=weights)) if steady_seconds else float(np.mean(around))
+        layouts = sorted({layout for _, layout in raws})
+        ratios = [sl.rate / r for sl, r in zip(slices, around, strict=True) if sl.steady_seconds]
+        # the same batch shapes as the service formed (on average): the gap is then the
+        # per-request work (HTTP, decoding, queueing) alone
+        raw_same = raw if mean_batch >= ideal else raw_rate_at_mean(route, mode, max(mean_batch, 1.0))
+        latencies = [t for sl in slices for t in sl.latencies]
+        errors = sum(sl.errors for sl in slices)
+        done = max(len(latencies), 1)
+        ms = np.array(latencies or [float("nan")]) * 1000
+        result = Result(
+            route, mode, clients, len(latencies) + errors, errors, service,
+            float(np.percentile(ms, 50)), float(np.percentile(ms, 99)), raw, " or ".join(layouts), ideal, mean_batch,
+            raw_same, sum(sl.client_cpu for sl in slices) / done * 1000, server_cpu / done * 1000,
+            min(ratios, default=float("nan")), max(ratios, default=float("nan")),
+        )  # fmt: skip
+        log.info("%s", result)
+        return result
+
     port = free_port()
     server_log = args.output.with_suffix(".server.log")
     args.output.parent.mkdir(parents=True, exist_ok=True)
@@ -382,36 +449,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for route, mode in (scenario.split(":") for scenario in args.scenarios):
             for clients in args.clients:
-                # raw and service back to back (the server idles meanwhile), so both see the same machine
-                ideal = min(clients, max_crops // CROPS[mode])  # the biggest batch the service can form
-                before = best_raw_rate(route, mode, ideal)
-                asyncio.run(warm_up(port, route, mode, images))
-                batches_before, server_cpu = batch_counts(port), process_cpu_seconds(server.pid)
-                latencies, errors, wall, client_cpu = asyncio.run(
-                    load_test(port, route, mode, clients, images, args.requests, args.min_seconds, args.max_seconds)
-                )
-                server_cpu = process_cpu_seconds(server.pid) - server_cpu
-                runs_after, batched_after = batch_counts(port)
-                runs, batched = runs_after - batches_before[0], batched_after - batches_before[1]
-                mean_batch = batched / max(runs, 1)
-                # the same batch shapes as the service ran (on average): the gap is then the
-                # per-request work (HTTP, decoding, queueing) alone, without the batching's
-                # the perfect-batch baseline once more, after the service row: the mean of before
-                # and after cancels a slow drift of this shared machine's speed
-                after = best_raw_rate(route, mode, ideal)
-                raw = (before[0] + after[0]) / 2
-                best_layout = before[1] if before[1] == after[1] else f"{before[1]}, then {after[1]}"
-                raw_same = raw if mean_batch >= ideal else raw_rate_at_mean(route, mode, max(mean_batch, 1.0))
-                done = max(len(latencies), 1)
-                ms = np.array(latencies or [float("nan")]) * 1000
-                result = Result(
-                    route, mode, clients, len(latencies) + errors, errors, len(latencies) / wall,
-                    float(np.percentile(ms, 50)), float(np.percentile(ms, 99)), raw, best_layout, ideal, mean_batch,
-                    raw_same,
-                    client_cpu / done * 1000, server_cpu / done * 1000,
-                )  # fmt: skip
-                log.info("%s", result)
-                results.append(result)
+                results.append(measure_row(route, mode, clients))
     finally:
         server.terminate()
         server.wait(30)
@@ -429,12 +467,14 @@ def main(argv: list[str] | None = None) -> int:
             f" onnxruntime {ort.__version__}, {model.provider} ({model.precision}); service settings: the defaults"
             f"{' and ' + ', '.join(args.env) if args.env else ''}; client and server on the same machine over"
             " loopback (the load generator's and the service's CPU time per request are in the table)",
-            f"- each request: one Caltech-101 test image ({len(images)} distinct, cycled); each row (raw and"
-            f" service alike) runs for at least {args.requests} images and {args.min_seconds:g} s, at most"
-            f" {args.max_seconds:g} s; p99 of few requests is close to the maximum",
+            f"- each request: one Caltech-101 test image ({len(images)} distinct, cycled). Each row interleaves"
+            f" {args.slices} service slices of {args.slice_seconds:g} s with {args.slices + 1} raw runs of at least"
+            f" {args.raw_seconds:g} s (raw, service, raw, ..., raw), so both see the same machine; a slice is"
+            " compared with the mean of the raw runs around it. The service's img/s counts the steady window of"
+            " each slice only: from the moment every client has had its first answer to the moment sending"
+            " stops (no ramp-up, no drain); p50/p99 are over every request",
             "- raw engine: ONNX Runtime alone (for /similar: ONNX Runtime, then one FAISS search of the"
-            " batch's fc7 vectors, k=6), inputs already decoded and cropped, measured back to back with the"
-            " service row (the perfect-batch one before and after it, averaged), split across the service's"
+            " batch's fc7 vectors, k=6), inputs already decoded and cropped, split across the service's"
             " inference workers as the service splits a batch that finds them all idle, each worker running its"
             " share in a loop; for perfect batches, also one run at a time on all the CPUs' threads (ONNX"
             " Runtime's own layout), and the faster of the two is the baseline. Two baselines: **perfect"

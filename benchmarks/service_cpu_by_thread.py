@@ -76,17 +76,13 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(bench_service.warm_up(port, args.route, args.mode, images))
             names = thread_names(server.pid, spy)
             before = cpu_by_group(server.pid, names)
-            latencies, errors, wall, _ = asyncio.run(
-                bench_service.load_test(
-                    port, args.route, args.mode, args.clients, images, 0, args.seconds, args.seconds
-                )
-            )
+            load = asyncio.run(bench_service.load_test(port, args.route, args.mode, args.clients, images, args.seconds))
             after = cpu_by_group(server.pid, names)
         finally:
             server.terminate()
             server.wait(30)
-    done = max(len(latencies), 1)
-    print(f"{args.route} {args.mode}, {args.clients} clients: {len(latencies) / wall:.1f} img/s, {errors} errors")
+    done = max(len(load.latencies), 1)
+    print(f"{args.route} {args.mode}, {args.clients} clients: {load.rate:.1f} img/s, {load.errors} errors")
     print("| thread group | CPU ms per image |\n|---|---:|")
     total = 0.0
     for group in sorted(after, key=lambda g: before.get(g, 0) - after[g]):
