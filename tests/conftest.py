@@ -25,6 +25,7 @@ import httpx
 import pytest
 from image_helpers import CALTECH_ROOT  # tests/ is on sys.path under pytest
 
+from model_store.writer_lock import LOCK_FILE
 from training.index import build_gallery_index
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -79,8 +80,16 @@ def publish_tiny_model(
 def clone_store(source: Path, target: Path) -> Path:
     """A copy of a store made of hard links (instant, no extra space). Safe for the gallery, which
     only ever writes new files and renames them into place; a test that corrupts a file must
-    replace that file with a real copy first."""
-    shutil.copytree(source, target, copy_function=os.link)
+    replace that file with a real copy first. A gallery's writer.lock is copied: a shared inode
+    would share the lock between the stores."""
+
+    def link(src: str, dst: str) -> None:
+        if Path(src).name == LOCK_FILE:
+            shutil.copyfile(src, dst)
+        else:
+            os.link(src, dst)
+
+    shutil.copytree(source, target, copy_function=link)
     return target
 
 
