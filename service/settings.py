@@ -45,8 +45,8 @@ class Settings(BaseSettings):
     intra_op_threads: int = Field(
         0,
         ge=0,
-        description="runtime threads per run; 0: on ONNX Runtime's CPU provider, the usable CPUs (affinity and"
-        " cgroup quota) over inference_workers; other runtimes choose their own",
+        description="runtime threads per run; 0: on ONNX Runtime's CPU provider, the usable physical cores"
+        " (affinity mask, cgroup quota) over inference_workers; other runtimes choose their own",
     )
     inference_workers: int = Field(
         1,

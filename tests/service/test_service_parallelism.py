@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from service.parallelism import Parallelism, available_cpus, plan_parallelism
+from service.parallelism import Parallelism, available_cpus, physical_cores, plan_parallelism
 from service.settings import Settings
 
 
@@ -23,11 +23,23 @@ from service.settings import Settings
     ],
 )
 def test_available_cpus_follow_the_cgroup_quota(tmp_path: Path, cpu_max: str, expected: int | None) -> None:
-    affinity = len(os.sched_getaffinity(0))
+    cores = physical_cores(os.sched_getaffinity(0))
     path = tmp_path / "cpu.max"
     path.write_text(cpu_max)
-    assert available_cpus(path) == (affinity if expected is None else min(expected, affinity))
-    assert available_cpus(tmp_path / "missing") == affinity
+    assert available_cpus(path) == (cores if expected is None else min(expected, cores))
+    assert available_cpus(tmp_path / "missing") == cores
+
+
+def test_hyperthread_siblings_count_once(tmp_path: Path) -> None:
+    # 4 logical CPUs: two cores with two threads each, on one package
+    for cpu, core in enumerate([0, 0, 1, 1]):
+        topology = tmp_path / f"cpu{cpu}" / "topology"
+        topology.mkdir(parents=True)
+        (topology / "physical_package_id").write_text("0\n")
+        (topology / "core_id").write_text(f"{core}\n")
+    assert physical_cores({0, 1, 2, 3}, tmp_path) == 2
+    assert physical_cores({0, 2}, tmp_path) == 2 and physical_cores({0, 1}, tmp_path) == 1
+    assert physical_cores({0, 1, 7}, tmp_path) == 3  # cpu7 unreadable: the logical count
 
 
 def settings(**values: object) -> Settings:
