@@ -368,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
         _env_file=None, providers="cpu", **{k.lower().removeprefix("alexnet_"): v for k, v in overrides.items()}
     )
     model = load_model(version, settings)
-    layout = plan_parallelism(settings, onnxruntime_cpu=model.provider == CPU)
+    layout = Parallelism(settings.inference_workers, model.threads)  # as the service builds it
     engines = {"service": RawEngine(model, layout.workers, layout_name(layout))}
     one_run = Settings(_env_file=None, **(settings.model_dump() | {"inference_workers": 1, "intra_op_threads": 0}))
     one_layout = plan_parallelism(one_run, onnxruntime_cpu=model.provider == CPU)

@@ -23,7 +23,7 @@ from service.batching import BatcherClosed, DynamicBatcher
 from service.errors import InferenceTimeout, NotReady, Overloaded
 from service.metrics import Metrics
 from service.openvino_model import OpenVinoModel
-from service.parallelism import plan_parallelism
+from service.parallelism import Parallelism, plan_parallelism
 from service.settings import TEN_CROP, Settings
 from service.uploads import Upload
 
@@ -65,6 +65,7 @@ class OnnxModel:
         providers = choose_providers(preference, ort.get_available_providers())
         path = version.model_file(precision)
         self.session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
+        self.threads = intra_op_threads  # per run (0: ONNX Runtime's default)
         self.provider = self.session.get_providers()[0]
         self.precision = precision
         if preference == "cuda" and self.provider != CUDA:
@@ -105,7 +106,7 @@ class Engine:
         self.in_flight = 0
         self.ready = False
         self._decoders = ThreadPoolExecutor(max_workers=settings.decode_threads, thread_name_prefix="decode")
-        self.parallelism = plan_parallelism(settings, onnxruntime_cpu=model.provider == CPU)
+        self.parallelism = Parallelism(settings.inference_workers, model.threads)  # as the model was built
         self.batcher = DynamicBatcher(
             model.run,
             settings.batch_max_size,

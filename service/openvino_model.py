@@ -35,6 +35,7 @@ class OpenVinoModel:
         self._features = self._compiled.output(self.signature.features)
         self._requests = threading.local()  # one infer request per inference worker thread
         self.provider = f"OpenVINO CPU ({precision})"
+        self.threads = threads  # per run (0: OpenVINO's default)
         self.precision = precision
 
     def run(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
