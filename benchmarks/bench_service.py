@@ -365,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
     overrides = dict(item.split("=", 1) for item in args.env)
     # the raw engine: the service's runtime, precision and session options, without the service
     settings = Settings(
-        _env_file=None, providers="cpu", **{k.lower().removeprefix("alexnet_"): v for k, v in overrides.items()}
+        _env_file=None, **({"providers": "cpu"} | {k.lower().removeprefix("alexnet_"): v for k, v in overrides.items()})
     )
     model = load_model(version, settings)
     layout = Parallelism(settings.inference_workers, model.threads)  # as the service builds it
@@ -457,7 +457,7 @@ def main(argv: list[str] | None = None) -> int:
 
     report = "\n".join(
         [
-            "# Service benchmark (CPU)",
+            f"# Service benchmark ({'GPU' if model.provider != CPU else 'CPU'})",
             "",
             f"- date: {datetime.datetime.now().isoformat(timespec='seconds')}",
             f"- machine: {machine()}",

@@ -92,3 +92,16 @@ def test_the_lock_file_needs_no_cleanup_and_is_free_between_changes(directory: P
     other = WriterLock(directory)
     assert other.try_acquire()  # not held between changes
     other.release()
+
+
+def test_a_folder_rebuilt_under_a_loaded_gallery_refuses_its_changes(directory: Path, tmp_path: Path) -> None:
+    """``alexnet index`` builds a new folder and renames it into place: a service that loaded the
+    old one must not append to the new one's log."""
+    gallery = Gallery.load(directory)
+    rebuilt = tmp_path / "rebuilt"
+    add(Gallery.empty(rebuilt, DIM), 5, seed=9, label="rebuilt")
+    directory.rename(tmp_path / "old")
+    rebuilt.rename(directory)
+    with pytest.raises(GalleryConflict, match="changed by another process"):
+        add(gallery, 1, seed=1)
+    assert [item.label for item in Gallery.load(directory).items()] == ["rebuilt"] * 5

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# The GPU checks of docs/performance.md, in one go on the device machine (one NVIDIA GPU, CUDA 13
+# libraries from PyTorch's wheels, no network): installs onnxruntime-gpu from the parts that
+# benchmarks/device/pack.sh made, builds a small model store (AlexNet, 101 classes, a few real
+# training steps: throughput does not depend on the weights), then
+#   1. benchmarks/bench_ort_gpu.py: the CUDA provider's parity with the CPU provider and crops/s at
+#      batches 1-256, against the CPU provider and PyTorch on the same machine;
+#   2. benchmarks/bench_service.py with ALEXNET_PROVIDERS=cuda: the whole /classify and /similar path
+#      (HTTP, decoding on the CPU threads, batching, the GPU) against the raw CUDA session, with
+#      nvidia-smi's utilisation sampled every second.
+# Results land in $OUT (the device tool's return folder) or /tmp/gpu-out.
+#
+#   bash benchmarks/device/run.sh
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+OUT=${OUT:-/tmp/gpu-out}
+mkdir -p "$OUT" /tmp/parts
+WORK=.gpuwork
+step() { echo "== $(date +%T) $*"; }
+
+step "onnxruntime-gpu from its parts"
+cp "$WORK"/p[0-9]/ort.tar.xz.[0-9] "$WORK"/final/ort.tar.xz.[0-9] /tmp/parts/ 2>/dev/null
+ls -la /tmp/parts
+cat /tmp/parts/ort.tar.xz.[0-9] >/tmp/ort.tar.xz
+(cd /tmp && sha256sum -c "$OLDPWD/$WORK/final/ort.tar.xz.sha256") || exit 3
+rm -rf /tmp/site && mkdir -p /tmp/site
+xz -dc /tmp/ort.tar.xz | tar -C /tmp/site -xf - || exit 3
+python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site "$WORK"/final/whl/*.whl || exit 3
+export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
+# the CUDA 13 and cuDNN libraries of the image's PyTorch wheels (nvidia-*), for ONNX Runtime to load
+NVIDIA=$(python3 -c 'import nvidia; print(" ".join(nvidia.__path__))')
+LD_LIBRARY_PATH=$(find $NVIDIA -name 'lib*.so*' -printf '%h\n' | sort -u | paste -sd:):${LD_LIBRARY_PATH:-}
+export LD_LIBRARY_PATH
+nvidia-smi -L
+python3 - <<'PY' || { ldd /tmp/site/onnxruntime/capi/libonnxruntime_providers_cuda.so | grep -i "not found"; exit 4; }
+import onnxruntime as ort
+print("onnxruntime", ort.__version__, ort.get_available_providers())
+assert "CUDAExecutionProvider" in ort.get_available_providers()
+PY
+
+step "a model store: 101 classes, a few training steps on the GPU, export, publish, gallery index"
+STORE=/tmp/store
+DATA=$PWD/$WORK/final/data
+timeout 300 python3 -m training.cli train --data "$DATA" --out /tmp/run --cache /tmp/cache --epochs 1 \
+  --max-steps-per-epoch 2 --batch-size 32 --no-fast-paths --store-root $STORE --model-name alexnet-gpu-check \
+  2>&1 | tail -25 | tee "$OUT/store.log" || exit 5
+
+step "1. ONNX Runtime's CUDA provider"
+timeout 240 python3 benchmarks/bench_ort_gpu.py --store-root $STORE --model-name alexnet-gpu-check \
+  --data-root "$DATA" --output "$OUT/ort_gpu.md" 2>&1 | tail -40
+
+step "2. the service on the GPU"
+nvidia-smi dmon -s u -d 1 >"$OUT/service_gpu.dmon.txt" 2>&1 &
+DMON=$!
+timeout 300 python3 benchmarks/bench_service.py --store-root $STORE --model-name alexnet-gpu-check \
+  --data-root "$DATA" --images 101 --clients 16 64 --slices 1 --slice-seconds 6 --raw-seconds 2 \
+  --env ALEXNET_PROVIDERS=cuda --env ALEXNET_BATCH_MAX_SIZE=256 --env ALEXNET_DECODE_THREADS=16 \
+  --env ALEXNET_MAX_QUEUE=256 --output "$OUT/service_gpu.md" 2>&1 | grep -v " INFO " | tail -40
+kill $DMON
+step done
