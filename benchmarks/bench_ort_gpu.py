@@ -85,8 +85,8 @@ def torch_runner(batch: int, classes: int) -> Callable[[], object] | None:
 
     def run() -> object:
         with torch.inference_mode():
-            out = model(x.cuda(non_blocking=False))
-            return out.cpu()  # logits back to the host, as ONNX Runtime returns them
+            logits, fc7 = model(x.cuda())
+            return logits.cpu(), fc7.cpu()  # back to the host, as ONNX Runtime returns them
 
     return run
 
@@ -99,12 +99,13 @@ def main(argv: list[str] | None = None) -> int:
     default_data = os.environ.get("ALEXNET_DATA") or REPO_ROOT.parent / "shared" / "datasets" / "caltech101"
     parser.add_argument("--data-root", type=Path, default=Path(default_data))
     parser.add_argument("--batches", type=int, nargs="+", default=list(BATCHES), help="crops per run")
+    parser.add_argument("--conv-algo-search", default="heuristic", choices=["heuristic", "exhaustive", "default"])
     parser.add_argument("--seconds", type=float, default=1.0, help="least time per measurement")
     parser.add_argument("--output", type=Path, default=REPO_ROOT / "benchmarks" / "results" / "ort_gpu.md")
     args = parser.parse_args(argv)
 
     version = load_version(args.store_root, args.model_name, args.version)
-    gpu = OnnxModel(version, "cuda")
+    gpu = OnnxModel(version, "cuda", cuda_conv_algo_search=args.conv_algo_search)
     cpu = OnnxModel(version, "cpu")
     assert gpu.provider == CUDA and cpu.provider == CPU
     preprocessor = version.preprocessor()
@@ -150,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         *lines,
         "- throughput: the service's session (numpy in, logits and fc7 out: host-device copies included) at"
         " each batch of crops (one 10-crop image = 10 crops); baselines in the same run: ONNX Runtime's CPU"
-        " provider on this machine's CPUs, and PyTorch eager fp32 on the same GPU (input copied in, logits"
+        " provider on this machine's CPUs, and PyTorch eager fp32 on the same GPU (input copied in, logits and fc7"
         " copied out)",
         "",
         *rows,

@@ -57,12 +57,15 @@ class OnnxModel:
         intra_op_threads: int = 0,
         spinning: bool = True,
         precision: str = "fp32",
+        cuda_conv_algo_search: str = "heuristic",
     ):
         options = ort.SessionOptions()
         options.intra_op_num_threads = intra_op_threads
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        providers = choose_providers(preference, ort.get_available_providers())
+        providers: list = choose_providers(preference, ort.get_available_providers())
+        if providers[0] == CUDA:
+            providers[0] = (CUDA, {"cudnn_conv_algo_search": cuda_conv_algo_search.upper()})
         path = version.model_file(precision)
         self.session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
         self.threads = intra_op_threads  # per run (0: ONNX Runtime's default)
@@ -219,7 +222,14 @@ def load_model(version: ModelVersion, settings: Settings) -> OnnxModel | OpenVin
         raise EngineError("model_precision=bf16 needs runtime=openvino (ONNX Runtime's CPU kernels are fp32/int8)")
     on_cpu = choose_providers(settings.providers, ort.get_available_providers())[0] == CPU
     threads = plan_parallelism(settings, onnxruntime_cpu=on_cpu).threads
-    return OnnxModel(version, settings.providers, threads, settings.intra_op_spinning, settings.model_precision)
+    return OnnxModel(
+        version,
+        settings.providers,
+        threads,
+        settings.intra_op_spinning,
+        settings.model_precision,
+        settings.cuda_conv_algo_search,
+    )
 
 
 def load_engine(settings: Settings, metrics: Metrics) -> Engine:

@@ -42,6 +42,12 @@ class Settings(BaseSettings):
     providers: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="auto: CUDA when ONNX Runtime offers it, else CPU; cuda: fail at start-up without it"
     )
+    cuda_conv_algo_search: Literal["heuristic", "exhaustive", "default"] = Field(
+        "heuristic",
+        description="how ONNX Runtime's CUDA provider picks cuDNN convolution kernels. exhaustive benchmarks every"
+        " new input shape, and the service's batches take many shapes: each new one stalls the GPU"
+        " (benchmarks/results/service_gpu_h100.md); heuristic picks at once",
+    )
     intra_op_threads: int = Field(
         0,
         ge=0,

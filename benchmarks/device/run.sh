@@ -7,7 +7,8 @@
 #      batches 1-256, against the CPU provider and PyTorch on the same machine;
 #   2. benchmarks/bench_service.py with ALEXNET_PROVIDERS=cuda: the whole /classify and /similar path
 #      (HTTP, decoding on the CPU threads, batching, the GPU) against the raw CUDA session, with
-#      nvidia-smi's utilisation sampled every second.
+#      nvidia-smi's utilisation sampled every second; once with cuDNN's exhaustive kernel search,
+#      once with the defaults.
 # Results land in $OUT (the device tool's return folder) or /tmp/gpu-out.
 #
 #   bash benchmarks/device/run.sh
@@ -25,6 +26,9 @@ cat /tmp/parts/ort.tar.xz.[0-9] >/tmp/ort.tar.xz
 (cd /tmp && sha256sum -c "$OLDPWD/$WORK/final/ort.tar.xz.sha256") || exit 3
 rm -rf /tmp/site && mkdir -p /tmp/site
 xz -dc /tmp/ort.tar.xz | tar -C /tmp/site -xf - || exit 3
+# the pure-Python subpackages left out of the parts: the image's own onnxruntime's
+ORT_PY=$(python3 -c 'import onnxruntime, os; print(os.path.dirname(onnxruntime.__file__))')
+for sub in quantization transformers tools; do cp -r "$ORT_PY/$sub" /tmp/site/onnxruntime/; done
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site "$WORK"/final/whl/*.whl || exit 3
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
 # the CUDA 13 and cuDNN libraries of the image's PyTorch wheels (nvidia-*), for ONNX Runtime to load
@@ -41,7 +45,7 @@ PY
 step "a model store: 101 classes, a few training steps on the GPU, export, publish, gallery index"
 STORE=/tmp/store
 DATA=$PWD/$WORK/final/data
-timeout 300 python3 -m training.cli train --data "$DATA" --out /tmp/run --cache /tmp/cache --epochs 1 \
+[ -d $STORE/alexnet-gpu-check ] || timeout 300 python3 -m training.cli train --data "$DATA" --out /tmp/run --cache /tmp/cache --epochs 1 \
   --max-steps-per-epoch 2 --batch-size 32 --no-fast-paths --store-root $STORE --model-name alexnet-gpu-check \
   2>&1 | tail -25 | tee "$OUT/store.log" || exit 5
 
@@ -49,12 +53,20 @@ step "1. ONNX Runtime's CUDA provider"
 timeout 240 python3 benchmarks/bench_ort_gpu.py --store-root $STORE --model-name alexnet-gpu-check \
   --data-root "$DATA" --output "$OUT/ort_gpu.md" 2>&1 | tail -40
 
-step "2. the service on the GPU"
-nvidia-smi dmon -s u -d 1 >"$OUT/service_gpu.dmon.txt" 2>&1 &
-DMON=$!
-timeout 300 python3 benchmarks/bench_service.py --store-root $STORE --model-name alexnet-gpu-check \
-  --data-root "$DATA" --images 101 --clients 16 64 --slices 1 --slice-seconds 6 --raw-seconds 2 \
-  --env ALEXNET_PROVIDERS=cuda --env ALEXNET_BATCH_MAX_SIZE=256 --env ALEXNET_DECODE_THREADS=16 \
-  --env ALEXNET_MAX_QUEUE=256 --output "$OUT/service_gpu.md" 2>&1 | grep -v " INFO " | tail -40
-kill $DMON
+service_bench() {  # service_bench NAME [bench_service.py arguments...]
+  local name=$1
+  shift
+  nvidia-smi dmon -s u -d 1 >"$OUT/$name.dmon.txt" 2>&1 &
+  local dmon=$!
+  timeout 300 python3 benchmarks/bench_service.py --store-root $STORE --model-name alexnet-gpu-check \
+    --data-root "$DATA" --images 101 --slices 1 --slice-seconds 6 --raw-seconds 2 \
+    --env ALEXNET_PROVIDERS=cuda --env ALEXNET_BATCH_MAX_SIZE=256 --env ALEXNET_DECODE_THREADS=16 \
+    --env ALEXNET_MAX_QUEUE=256 --output "$OUT/$name.md" "$@" 2>&1 | grep -v " INFO " | tail -12
+  kill $dmon
+}
+step "2. the service on the GPU, cuDNN's exhaustive search per new batch shape (the old default)"
+service_bench service_gpu_exhaustive --scenarios /classify:ten_crop /classify:center --clients 64 \
+  --env ALEXNET_CUDA_CONV_ALGO_SEARCH=exhaustive
+step "3. the service on the GPU, the defaults (heuristic kernel choice)"
+service_bench service_gpu --clients 16 64
 step done
