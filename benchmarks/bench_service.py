@@ -80,6 +80,16 @@ class Result:
     ratio_high: float
 
 
+def gpu_name() -> str | None:
+    try:
+        names = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True, timeout=10
+        ).stdout.split("\n")
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return ", ".join(name for name in names if name) or None
+
+
 def machine() -> str:
     model = "unknown CPU"
     try:
@@ -89,7 +99,9 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return f"{model}, {os.cpu_count()} logical CPUs (nproc), {platform.system()} {platform.machine()}"
+    gpu = gpu_name()
+    gpus = f"; GPU: {gpu}" if gpu else ""
+    return f"{model}, {os.cpu_count()} logical CPUs (nproc), {platform.system()} {platform.machine()}{gpus}"
 
 
 def layout_name(layout: Parallelism) -> str:
@@ -231,13 +243,14 @@ async def warm_up(port: int, route: str, mode: str, images: list[tuple[str, byte
         writer.close()
 
 
-def batch_counts(port: int) -> tuple[float, float]:
-    """(inference runs, images in them) so far, from the service's /metrics."""
-    values = {}
-    for line in httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text.splitlines():
-        name, _, value = line.partition(" ")
-        if name in ("alexnet_inference_batch_images_count", "alexnet_inference_batch_images_sum"):
-            values[name] = float(value)
+def batch_counts(ports: Sequence[int]) -> tuple[float, float]:
+    """(inference runs, images in them) so far, from the /metrics of every replica."""
+    values = dict.fromkeys(("alexnet_inference_batch_images_count", "alexnet_inference_batch_images_sum"), 0.0)
+    for port in ports:
+        for line in httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text.splitlines():
+            name, _, value = line.partition(" ")
+            if name in values:
+                values[name] += float(value)
     return values["alexnet_inference_batch_images_count"], values["alexnet_inference_batch_images_sum"]
 
 
@@ -257,7 +270,7 @@ class Slice:
 
 
 async def load_test(
-    port: int, route: str, mode: str, clients: int, images: list[tuple[str, bytes]], seconds: float
+    ports: Sequence[int], route: str, mode: str, clients: int, images: list[tuple[str, bytes]], seconds: float
 ) -> Slice:
     """``clients`` closed-loop clients for ``seconds``; the rate counts only the steady window, from
     the moment every client has had its first answer (the ramp-up) to the last answer before sending
@@ -265,7 +278,9 @@ async def load_test(
 
     A lean load generator: each client holds one keep-alive connection and replays pre-built
     requests, parsing only the status line and headers, so on a machine this small the client
-    costs the server as little CPU as possible (its CPU time is reported next to the results)."""
+    costs the server as little CPU as possible (its CPU time is reported next to the results).
+    With several replicas, client i talks to replica i mod len(ports), as a load balancer would
+    spread connections."""
     field, param = ("files", "tta") if route == "/classify" else ("file", "feature")
     payloads = [multipart_request(route, field, name, data, param, mode) for name, data in images]
     latencies: list[float] = []
@@ -273,7 +288,7 @@ async def load_test(
     first_answers: list[float] = []
     errors = issued = 0
 
-    async def client() -> None:
+    async def client(port: int) -> None:
         nonlocal errors, issued
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         first = True
@@ -301,7 +316,7 @@ async def load_test(
             writer.close()
 
     cpu, stop = time.process_time(), time.perf_counter() + seconds
-    await asyncio.gather(*(client() for _ in range(clients)))
+    await asyncio.gather(*(client(ports[i % len(ports)]) for i in range(clients)))
     # from one answer to another, so that whole batches fall in the window (ten crops of 6 images
     # finish together: a window ending mid-period would miscount by up to a batch)
     steady_from = max(first_answers) if len(first_answers) == clients else stop
@@ -348,6 +363,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--slice-seconds", type=float, default=10, help="length of one service slice")
     parser.add_argument("--raw-seconds", type=float, default=5, help="length of one raw run (at least one batch)")
     parser.add_argument("--images", type=int, default=32, help="distinct test images to cycle through")
+    parser.add_argument(
+        "--replicas",
+        type=int,
+        default=1,
+        help="service processes (replicas, each its own port, as behind a load balancer); clients spread over them",
+    )
     parser.add_argument(
         "--env", action="append", default=[], metavar="ALEXNET_X=VALUE", help="a service setting (repeatable)"
     )
@@ -407,14 +428,15 @@ def main(argv: list[str] | None = None) -> int:
         machine: each service slice is compared with the mean of the raw runs around it."""
         ideal = min(clients, max_crops // CROPS[mode])  # the biggest batch the service can form
         raws = [best_raw_rate(route, mode, ideal)]
-        asyncio.run(warm_up(port, route, mode, images))
-        batches_before, server_cpu = batch_counts(port), process_cpu_seconds(server.pid)
+        for port in ports:
+            asyncio.run(warm_up(port, route, mode, images))
+        batches_before, server_cpu = batch_counts(ports), sum(process_cpu_seconds(s.pid) for s in servers)
         slices = []
         for _ in range(args.slices):
-            slices.append(asyncio.run(load_test(port, route, mode, clients, images, args.slice_seconds)))
+            slices.append(asyncio.run(load_test(ports, route, mode, clients, images, args.slice_seconds)))
             raws.append(best_raw_rate(route, mode, ideal))
-        server_cpu = process_cpu_seconds(server.pid) - server_cpu
-        runs_after, batched_after = batch_counts(port)
+        server_cpu = sum(process_cpu_seconds(s.pid) for s in servers) - server_cpu
+        runs_after, batched_after = batch_counts(ports)
         runs, batched = runs_after - batches_before[0], batched_after - batches_before[1]
         mean_batch = batched / max(runs, 1)
         steady_seconds = sum(sl.steady_seconds for sl in slices)
@@ -441,19 +463,24 @@ def main(argv: list[str] | None = None) -> int:
         log.info("%s", result)
         return result
 
-    port = free_port()
-    server_log = args.output.with_suffix(".server.log")
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    server = start_server(args, port, server_log)
+    ports = [free_port() for _ in range(args.replicas)]
+    server_logs = [args.output.with_suffix(f".server{i}.log") for i in range(args.replicas)]
+    servers: list[subprocess.Popen[bytes]] = []
     results = []
     try:
+        for port, server_log in zip(ports, server_logs, strict=True):
+            servers.append(start_server(args, port, server_log))
         for route, mode in (scenario.split(":") for scenario in args.scenarios):
             for clients in args.clients:
                 results.append(measure_row(route, mode, clients))
     finally:
-        server.terminate()
-        server.wait(30)
-    server_log.unlink(missing_ok=True)
+        for server in servers:
+            server.terminate()
+        for server in servers:
+            server.wait(30)
+    for server_log in server_logs:
+        server_log.unlink(missing_ok=True)
 
     report = "\n".join(
         [
@@ -464,7 +491,9 @@ def main(argv: list[str] | None = None) -> int:
             f"- load average (1/5/15 min) before the run: {' / '.join(f'{x:.2f}' for x in load_before)}, after it:"
             f" {' / '.join(f'{x:.2f}' for x in os.getloadavg())} (a shared machine: other work competes for the cores)",
             f"- model: {version.manifest.name}/{version.manifest.version} ({version.manifest.num_classes} classes),"
-            f" onnxruntime {ort.__version__}, {model.provider} ({model.precision}); service settings: the defaults"
+            f" onnxruntime {ort.__version__}, {model.provider} ({model.precision}); {args.replicas} service"
+            f" process{'es (replicas on ports of their own, clients spread over them)' * (args.replicas > 1)};"
+            " service settings: the defaults"
             f"{' and ' + ', '.join(args.env) if args.env else ''}; client and server on the same machine over"
             " loopback (the load generator's and the service's CPU time per request are in the table)",
             f"- each request: one Caltech-101 test image ({len(images)} distinct, cycled). Each row interleaves"

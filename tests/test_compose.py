@@ -164,6 +164,7 @@ def test_the_load_balancer(compose: dict[str, Any]) -> None:
     assert {name: dep["condition"] for name, dep in lb["depends_on"].items()} == {
         "api": "service_healthy",
         "api-writer": "service_healthy",
+        "api-gpu": "service_healthy",
     }
     assert "http://127.0.0.1/readyz" in lb["healthcheck"]["test"]  # through nginx to a replica
 
@@ -338,13 +339,24 @@ def test_milvus_extra_in_the_api_image() -> None:
 
 
 def test_gpu_service(compose: dict[str, Any]) -> None:
-    gpu = compose["services"]["api-gpu"]
+    services = compose["services"]
+    gpu, api = services["api-gpu"], services["api"]
     assert gpu["profiles"] == ["gpu"]
     assert gpu["build"]["dockerfile"] == "docker/Dockerfile.gpu"
-    assert gpu["command"] == compose["services"]["api"]["command"]
-    assert gpu["volumes"] == compose["services"]["api-writer"]["volumes"]  # a single process writes its gallery
+    assert gpu["command"] == api["command"]
+    # read replicas like api: nginx's upstream `api` finds them by the alias; the writer stays api-writer
+    assert gpu["volumes"] == api["volumes"] == ["store:/store:ro"] and "ports" not in gpu
+    assert gpu["environment"]["ALEXNET_API_KEY"] == "" and gpu["environment"]["ALEXNET_PROVIDERS"] == "cuda"
+    assert "api" in gpu["networks"]["default"]["aliases"]
+    replicas = gpu["deploy"]["replicas"]
+    assert replicas.startswith("${ALEXNET_GPU_REPLICAS:-") and int(default_of(replicas)) >= 2
     (device,) = gpu["deploy"]["resources"]["reservations"]["devices"]
     assert device["driver"] == "nvidia" and device["capabilities"] == ["gpu"] and device["count"] == 1
+    assert gpu["depends_on"]["api-writer"]["condition"] == "service_healthy"
+    # lb waits for whichever read replicas run: the CPU ones may be scaled to 0, the GPU ones absent
+    lb_needs = services["lb"]["depends_on"]
+    assert lb_needs["api-gpu"] == {"condition": "service_healthy", "required": False}
+    assert lb_needs["api"] == {"condition": "service_healthy", "required": False}
 
 
 def test_train_service(compose: dict[str, Any]) -> None:
@@ -433,7 +445,8 @@ def test_base_images() -> None:
         return re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], image)
 
     assert base("cpu") == base("train") == "python:3.11-slim"
-    assert re.fullmatch(r"nvidia/cuda:12\.[\d.]+-cudnn-runtime-ubuntu[\d.]+", base("gpu"))
+    # onnxruntime-gpu 1.31+ is built for CUDA 13 (faiss-gpu-cu12 carries its own CUDA 12 libraries)
+    assert re.fullmatch(r"nvidia/cuda:13\.[\d.]+-cudnn-runtime-ubuntu[\d.]+", base("gpu"))
 
 
 def test_gpu_image_swaps_the_cpu_pair() -> None:

@@ -8,7 +8,8 @@
 #   2. benchmarks/bench_service.py with ALEXNET_PROVIDERS=cuda: the whole /classify and /similar path
 #      (HTTP, decoding on the CPU threads, batching, the GPU) against the raw CUDA session, with
 #      nvidia-smi's utilisation sampled every second; once with cuDNN's exhaustive kernel search,
-#      once with the defaults.
+#      once with the defaults; then one service process against four replicas sharing the GPU.
+# STEPS picks some of: ort exhaustive service replicas (default: all).
 # Results land in $OUT (the device tool's return folder) or /tmp/gpu-out.
 #
 #   bash benchmarks/device/run.sh
@@ -49,10 +50,8 @@ DATA=$PWD/$WORK/final/data
   --max-steps-per-epoch 2 --batch-size 32 --no-fast-paths --store-root $STORE --model-name alexnet-gpu-check \
   2>&1 | tail -25 | tee "$OUT/store.log" || exit 5
 
-step "1. ONNX Runtime's CUDA provider"
-timeout 240 python3 benchmarks/bench_ort_gpu.py --store-root $STORE --model-name alexnet-gpu-check \
-  --data-root "$DATA" --output "$OUT/ort_gpu.md" 2>&1 | tail -40
-
+STEPS=${STEPS:-ort exhaustive service replicas}
+wanted() { [[ " $STEPS " == *" $1 "* ]]; }
 service_bench() {  # service_bench NAME [bench_service.py arguments...]
   local name=$1
   shift
@@ -64,9 +63,23 @@ service_bench() {  # service_bench NAME [bench_service.py arguments...]
     --env ALEXNET_MAX_QUEUE=256 --output "$OUT/$name.md" "$@" 2>&1 | grep -v " INFO " | tail -12
   kill $dmon
 }
-step "2. the service on the GPU, cuDNN's exhaustive search per new batch shape (the old default)"
-service_bench service_gpu_exhaustive --scenarios /classify:ten_crop /classify:center --clients 64 \
-  --env ALEXNET_CUDA_CONV_ALGO_SEARCH=exhaustive
-step "3. the service on the GPU, the defaults (heuristic kernel choice)"
-service_bench service_gpu --clients 16 64
+if wanted ort; then
+  step "1. ONNX Runtime's CUDA provider"
+  timeout 240 python3 benchmarks/bench_ort_gpu.py --store-root $STORE --model-name alexnet-gpu-check \
+    --data-root "$DATA" --output "$OUT/ort_gpu.md" 2>&1 | tail -40
+fi
+if wanted exhaustive; then
+  step "2. the service on the GPU, cuDNN's exhaustive search per new batch shape (the old default)"
+  service_bench service_gpu_exhaustive --scenarios /classify:ten_crop /classify:center --clients 64 \
+    --env ALEXNET_CUDA_CONV_ALGO_SEARCH=exhaustive
+fi
+if wanted service; then
+  step "3. the service on the GPU, the defaults (heuristic kernel choice)"
+  service_bench service_gpu --clients 16 64
+fi
+if wanted replicas; then
+  step "4. one service process against four (replicas sharing the GPU, clients spread over them)"
+  service_bench service_gpu_1_replica --scenarios /classify:ten_crop /classify:center --clients 64
+  service_bench service_gpu_4_replicas --scenarios /classify:ten_crop /classify:center --clients 64 --replicas 4
+fi
 step done
