@@ -9,7 +9,9 @@
 #      (HTTP, decoding on the CPU threads, batching, the GPU) against the raw CUDA session, with
 #      nvidia-smi's utilisation sampled every second; once with cuDNN's exhaustive kernel search,
 #      once with the defaults; then one service process against four replicas sharing the GPU.
-# STEPS picks some of: ort exhaustive service replicas (default: all).
+#   5. with FAISS_GPU=1 parts: benchmarks/bench_faiss_gpu.py (flat search, GPU against CPU, 100k and
+#      1M vectors) and /similar on four GPU replicas with FAISS on the GPU.
+# STEPS picks some of: ort exhaustive service replicas faiss (default: all).
 # Results land in $OUT (the device tool's return folder) or /tmp/gpu-out.
 #
 #   bash benchmarks/device/run.sh
@@ -20,13 +22,21 @@ mkdir -p "$OUT" /tmp/parts
 WORK=.gpuwork
 step() { echo "== $(date +%T) $*"; }
 
+# assemble NAME: $WORK/final/NAME.sha256's file from the parts that earlier calls left in /tmp/parts
+# (and any that came with this call), checked; prints its path
+assemble() {
+  local name=$1
+  cp "$WORK"/[a-z][0-9]*/"$name".[0-9][0-9] "$WORK/final/$name".[0-9][0-9] /tmp/parts/ 2>/dev/null
+  cat /tmp/parts/"$name".[0-9][0-9] >"/tmp/$name"
+  (cd /tmp && sha256sum --quiet -c "$OLDPWD/$WORK/final/$name.sha256") >&2 || return 1
+  echo "/tmp/$name"
+}
+
 step "onnxruntime-gpu from its parts"
-cp "$WORK"/p[0-9]/ort.tar.xz.[0-9] "$WORK"/final/ort.tar.xz.[0-9] /tmp/parts/ 2>/dev/null
 ls -la /tmp/parts
-cat /tmp/parts/ort.tar.xz.[0-9] >/tmp/ort.tar.xz
-(cd /tmp && sha256sum -c "$OLDPWD/$WORK/final/ort.tar.xz.sha256") || exit 3
+ORT_XZ=$(assemble ort.tar.xz) || exit 3
 rm -rf /tmp/site && mkdir -p /tmp/site
-xz -dc /tmp/ort.tar.xz | tar -C /tmp/site -xf - || exit 3
+xz -dc "$ORT_XZ" | tar -C /tmp/site -xf - || exit 3
 # the pure-Python subpackages left out of the parts: the image's own onnxruntime's
 ORT_PY=$(python3 -c 'import onnxruntime, os; print(os.path.dirname(onnxruntime.__file__))')
 for sub in quantization transformers tools; do cp -r "$ORT_PY/$sub" /tmp/site/onnxruntime/; done
@@ -50,7 +60,7 @@ DATA=$PWD/$WORK/final/data
   --max-steps-per-epoch 2 --batch-size 32 --no-fast-paths --store-root $STORE --model-name alexnet-gpu-check \
   2>&1 | tail -25 | tee "$OUT/store.log" || exit 5
 
-STEPS=${STEPS:-ort exhaustive service replicas}
+STEPS=${STEPS:-ort exhaustive service replicas faiss}
 wanted() { [[ " $STEPS " == *" $1 "* ]]; }
 service_bench() {  # service_bench NAME [bench_service.py arguments...]
   local name=$1
@@ -81,5 +91,20 @@ if wanted replicas; then
   step "4. one service process against four (replicas sharing the GPU, clients spread over them)"
   service_bench service_gpu_1_replica --scenarios /classify:ten_crop /classify:center --clients 64
   service_bench service_gpu_4_replicas --scenarios /classify:ten_crop /classify:center --clients 64 --replicas 4
+fi
+if wanted faiss; then
+  step "5. FAISS on the GPU: faiss-gpu-cu12 with the CUDA 12 runtime and cuBLAS it preloads"
+  if FAISS_TAR=$(assemble faiss-gpu.tar); then
+    rm -rf /tmp/faiss-whl /tmp/site-faiss && mkdir -p /tmp/faiss-whl /tmp/site-faiss
+    tar -C /tmp/faiss-whl -xf "$FAISS_TAR"
+    python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site-faiss /tmp/faiss-whl/*.whl || exit 6
+    export PYTHONPATH=/tmp/site-faiss:$PYTHONPATH # its faiss before faiss-cpu
+    python3 -c "import faiss; print('faiss', faiss.__version__, 'GPUs:', faiss.get_num_gpus())"
+    timeout 400 python3 benchmarks/bench_faiss_gpu.py --sizes 100000 1000000 --output "$OUT/faiss_gpu.md" 2>&1 |
+      tail -12
+    service_bench service_gpu_similar_faiss_gpu --scenarios /similar:center --clients 64 --replicas 4
+  else
+    echo "no faiss-gpu parts: FAISS_GPU=1 bash benchmarks/device/pack.sh, and a call per .gpuwork/f<N>"
+  fi
 fi
 step done
