@@ -47,6 +47,16 @@ def choose_providers(preference: str, available: Sequence[str]) -> list[str]:
     return [CPU]
 
 
+def session_providers(
+    preference: str, available: Sequence[str], cuda_conv_algo_search: str = "heuristic"
+) -> list[str | tuple[str, dict[str, str]]]:
+    """``choose_providers`` with the CUDA provider's options: how cuDNN picks its convolution kernels
+    (the service's batches take many shapes, and an exhaustive search stalls on each new one)."""
+    chosen = choose_providers(preference, available)
+    options = {"cudnn_conv_algo_search": cuda_conv_algo_search.upper()}
+    return [(CUDA, options) if name == CUDA else name for name in chosen]
+
+
 class OnnxModel:
     """One ONNX Runtime session: crops [N,3,H,W] -> (logits [N,C], fc7 features [N,4096])."""
 
@@ -63,9 +73,7 @@ class OnnxModel:
         options.intra_op_num_threads = intra_op_threads
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        providers: list = choose_providers(preference, ort.get_available_providers())
-        if providers[0] == CUDA:
-            providers[0] = (CUDA, {"cudnn_conv_algo_search": cuda_conv_algo_search.upper()})
+        providers = session_providers(preference, ort.get_available_providers(), cuda_conv_algo_search)
         path = version.model_file(precision)
         self.session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
         self.threads = intra_op_threads  # per run (0: ONNX Runtime's default)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from model_store.store import load_version
-from service.engine import CPU, CUDA, EngineError, OnnxModel, choose_providers
+from service.engine import CPU, CUDA, EngineError, OnnxModel, choose_providers, session_providers
 
 
 def test_provider_choice() -> None:
@@ -16,6 +16,18 @@ def test_provider_choice() -> None:
     assert choose_providers("cuda", [CUDA, CPU]) == [CUDA, CPU]
     with pytest.raises(EngineError, match="providers=cuda"):
         choose_providers("cuda", [CPU])
+
+
+def test_cuda_provider_options() -> None:
+    """The CUDA provider gets the kernel-search setting in ONNX Runtime's own spelling; the CPU
+    provider takes no options, and a CPU-only choice carries none."""
+    assert session_providers("auto", [CUDA, CPU]) == [(CUDA, {"cudnn_conv_algo_search": "HEURISTIC"}), CPU]
+    assert session_providers("cuda", [CUDA, CPU], "exhaustive") == [
+        (CUDA, {"cudnn_conv_algo_search": "EXHAUSTIVE"}),
+        CPU,
+    ]
+    assert session_providers("auto", [CPU], "exhaustive") == [CPU]
+    assert session_providers("cpu", [CUDA, CPU]) == [CPU]
 
 
 def test_session_returns_logits_and_fc7_for_any_batch(tiny_model) -> None:
