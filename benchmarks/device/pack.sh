@@ -56,7 +56,7 @@ split_parts() {
 }
 split_parts "$WORK/ort.tar.xz" p
 
-# FAISS_GPU=1: faiss-gpu-cu12 and the CUDA 12 runtime and cuBLAS it preloads (about 630 MB, eleven
+# FAISS_GPU=1: faiss-gpu-cu12 and the CUDA 12 runtime and cuBLAS it preloads (about 630 MB, ten
 # more calls), for run.sh's `faiss` step
 if [ "${FAISS_GPU:-0}" = 1 ]; then
   rm -rf "$DL/faiss" && mkdir -p "$DL/faiss"

@@ -11,7 +11,8 @@
 #      once with the defaults; then one service process against four replicas sharing the GPU.
 #   5. with FAISS_GPU=1 parts: benchmarks/bench_faiss_gpu.py (flat search, GPU against CPU, 100k and
 #      1M vectors) and /similar on four GPU replicas with FAISS on the GPU.
-# STEPS picks some of: ort exhaustive service replicas faiss (default: all).
+# STEPS picks some of: ort exhaustive service replicas faiss (default: all). A device call returns
+# at most 8 files, so run a few steps per call (STEPS=faiss once the others have results).
 # Results land in $OUT (the device tool's return folder) or /tmp/gpu-out.
 #
 #   bash benchmarks/device/run.sh
