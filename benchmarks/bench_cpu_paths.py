@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -32,6 +31,7 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from bench_args import add_model_args  # noqa: E402
 from bench_service import machine  # noqa: E402
 
 from model_store.preprocessing import average_crop_probabilities  # noqa: E402
@@ -103,11 +103,7 @@ def crops_per_second(run: Run, crops: np.ndarray, seconds: float) -> float:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--store-root", type=Path, default=Path("store"))
-    ap.add_argument("--model-name", default="alexnet-caltech101")
-    ap.add_argument("--version", default="latest")
-    default_data = os.environ.get("ALEXNET_DATA") or REPO_ROOT.parent / "shared" / "datasets" / "caltech101"
-    ap.add_argument("--data-root", type=Path, default=Path(default_data))
+    add_model_args(ap)
     ap.add_argument("--split", default="test30")
     ap.add_argument("--images", type=int, default=0, help="test images for the agreement (0: the whole split)")
     ap.add_argument("--seconds", type=float, default=5.0, help="time per throughput measurement")

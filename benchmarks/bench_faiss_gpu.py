@@ -27,6 +27,8 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from bench_args import write_report  # noqa: E402
+
 from model_store.gallery import to_search_device  # noqa: E402
 
 DIM = 4096
@@ -127,9 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         *rows,
         "",
     ]
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text("\n".join(report))
-    print("\n".join(report))
+    write_report(args.output, "\n".join(report))
     return 0
 
 

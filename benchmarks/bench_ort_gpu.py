@@ -30,6 +30,8 @@ import onnxruntime as ort
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from bench_args import add_model_args, write_report  # noqa: E402
+
 from model_store.store import load_version  # noqa: E402
 from service.engine import CPU, CUDA, OnnxModel  # noqa: E402
 from training.index import gallery_images  # noqa: E402
@@ -93,11 +95,7 @@ def torch_runner(batch: int, classes: int) -> Callable[[], object] | None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--store-root", type=Path, default=Path("store"))
-    parser.add_argument("--model-name", default="alexnet-caltech101")
-    parser.add_argument("--version", default="latest")
-    default_data = os.environ.get("ALEXNET_DATA") or REPO_ROOT.parent / "shared" / "datasets" / "caltech101"
-    parser.add_argument("--data-root", type=Path, default=Path(default_data))
+    add_model_args(parser)
     parser.add_argument("--batches", type=int, nargs="+", default=list(BATCHES), help="crops per run")
     parser.add_argument("--conv-algo-search", default="heuristic", choices=["heuristic", "exhaustive", "default"])
     parser.add_argument("--seconds", type=float, default=1.0, help="least time per measurement")
@@ -157,9 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         *rows,
         "",
     ]
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text("\n".join(report))
-    print("\n".join(report))
+    write_report(args.output, "\n".join(report))
     return 0
 
 

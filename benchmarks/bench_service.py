@@ -45,6 +45,8 @@ import onnxruntime as ort
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from bench_args import add_model_args, write_report  # noqa: E402
+
 from model_store.gallery import Gallery  # noqa: E402
 from model_store.store import load_version  # noqa: E402
 from service.engine import CPU, OnnxModel, load_model  # noqa: E402
@@ -346,11 +348,7 @@ def table(results: list[Result]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--store-root", type=Path, default=Path("store"), help="model store folder")
-    parser.add_argument("--model-name", default="alexnet-caltech101")
-    parser.add_argument("--version", default="latest")
-    default_data = os.environ.get("ALEXNET_DATA") or REPO_ROOT.parent / "shared" / "datasets" / "caltech101"
-    parser.add_argument("--data-root", type=Path, default=Path(default_data), help="Caltech-101 (env ALEXNET_DATA)")
+    add_model_args(parser)
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16], help="concurrency levels")
     parser.add_argument(
         "--scenarios",
@@ -518,8 +516,7 @@ def main(argv: list[str] | None = None) -> int:
             "",
         ]
     )
-    args.output.write_text(report)
-    print(report)
+    write_report(args.output, report)
     return 0
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import bench_args  # noqa: E402
 import bench_service  # noqa: E402
 
 
@@ -52,12 +53,7 @@ def cpu_by_group(pid: int, names: dict[str, str]) -> collections.Counter[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--store-root", type=Path, default=Path("store"))
-    parser.add_argument("--model-name", default="alexnet-caltech101")
-    parser.add_argument("--version", default="latest")
-    shared = bench_service.REPO_ROOT.parent / "shared"
-    default_data = os.environ.get("ALEXNET_DATA") or shared / "datasets" / "caltech101"
-    parser.add_argument("--data-root", type=Path, default=Path(default_data))
+    bench_args.add_model_args(parser)
     parser.add_argument("--route", default="/classify", choices=["/classify", "/similar"])
     parser.add_argument("--mode", default="center", choices=["center", "ten_crop"])
     parser.add_argument("--clients", type=int, default=16)
