@@ -331,7 +331,7 @@ def table(results: list[Result]) -> str:
     rows = [
         "| route | tta / feature | clients | requests | errors | service img/s | p50 ms | p99 ms "
         "| raw img/s, perfect batches (images; the faster layout) | **ratio** | ratio of one slice, lowest-highest "
-        "| service's mean batch | raw img/s, service's batches "
+        "| service's mean batch (of one replica) | raw img/s, service's batches "
         "| ratio, same batches | server CPU ms/img | client CPU ms/req |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
@@ -387,7 +387,8 @@ def main(argv: list[str] | None = None) -> int:
         _env_file=None, **({"providers": "cpu"} | {k.lower().removeprefix("alexnet_"): v for k, v in overrides.items()})
     )
     model = load_model(version, settings)
-    layout = Parallelism(settings.inference_workers, model.threads)  # as the service builds it
+    # as the service builds it; replicas run side by side, so raw runs do too (replicas x workers)
+    layout = Parallelism(settings.inference_workers * args.replicas, model.threads)
     engines = {"service": RawEngine(model, layout.workers, layout_name(layout))}
     one_run = Settings(_env_file=None, **(settings.model_dump() | {"inference_workers": 1, "intra_op_threads": 0}))
     one_layout = plan_parallelism(one_run, onnxruntime_cpu=model.provider == CPU)
@@ -447,7 +448,9 @@ def main(argv: list[str] | None = None) -> int:
         ratios = [sl.rate / r for sl, r in zip(slices, around, strict=True) if sl.steady_seconds]
         # the same batch shapes as the service formed (on average): the gap is then the
         # per-request work (HTTP, decoding, queueing) alone
-        raw_same = raw if mean_batch >= ideal else raw_rate_at_mean(route, mode, max(mean_batch, 1.0))
+        # (with replicas, each forms batches of its own: side by side they are ``replicas`` times as big)
+        all_replicas = mean_batch * args.replicas
+        raw_same = raw if all_replicas >= ideal else raw_rate_at_mean(route, mode, max(all_replicas, 1.0))
         latencies = [t for sl in slices for t in sl.latencies]
         errors = sum(sl.errors for sl in slices)
         done = max(len(latencies), 1)
@@ -502,7 +505,8 @@ def main(argv: list[str] | None = None) -> int:
             " stops (no ramp-up, no drain); p50/p99 are over every request",
             "- raw engine: ONNX Runtime alone (for /similar: ONNX Runtime, then one FAISS search of the"
             " batch's fc7 vectors, k=6), inputs already decoded and cropped, split across the service's"
-            " inference workers as the service splits a batch that finds them all idle, each worker running its"
+            " inference workers (of every replica, side by side) as the service splits a batch that finds them"
+            " all idle, each worker running its"
             " share in a loop; for perfect batches, also one run at a time on all the CPUs' threads (ONNX"
             " Runtime's own layout), and the faster of the two is the baseline. Two baselines: **perfect"
             " batches** of `clients` images (10 or 1 crops each, at most"

@@ -72,7 +72,9 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(bench_service.warm_up(port, args.route, args.mode, images))
             names = thread_names(server.pid, spy)
             before = cpu_by_group(server.pid, names)
-            load = asyncio.run(bench_service.load_test(port, args.route, args.mode, args.clients, images, args.seconds))
+            load = asyncio.run(
+                bench_service.load_test([port], args.route, args.mode, args.clients, images, args.seconds)
+            )
             after = cpu_by_group(server.pid, names)
         finally:
             server.terminate()

@@ -40,6 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="AlexNet classification and retrieval",
         summary="Caltech-101 AlexNet (Krizhevsky et al., 2012) served with ONNX Runtime and FAISS",
         lifespan=lifespan,
+        telemetry=None if settings.opentelemetry else {"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     app.state.metrics = Metrics()

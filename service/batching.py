@@ -151,38 +151,64 @@ class DynamicBatcher:
             self._batch = []
             if not batch:
                 continue
-            crops = np.concatenate([job.crops for job in batch]) if len(batch) > 1 else batch[0].crops
-            shares = min(self._idle, len(crops))  # split across the idle workers
+            rows = sum(len(job.crops) for job in batch)
+            shares = min(self._idle, rows)  # split across the idle workers
             self._idle -= shares
-            task = loop.create_task(self._run_batch(batch, crops, shares))
+            task = loop.create_task(self._run_batch(batch, rows, shares))
             self._running[task] = batch
             task.add_done_callback(self._running.pop)
 
-    async def _run_share(self, crops: np.ndarray) -> tuple[np.ndarray, ...]:
+    def _run_pieces(self, pieces: list[np.ndarray]) -> tuple[np.ndarray, ...]:
+        """On a worker thread: the pieces joined into one batch (copying megabytes, so not on the
+        event loop), then the model."""
+        return self._run(np.concatenate(pieces) if len(pieces) > 1 else pieces[0])
+
+    async def _run_share(self, pieces: list[np.ndarray]) -> tuple[np.ndarray, ...]:
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._executor, self._run, crops)
+            return await asyncio.get_running_loop().run_in_executor(self._executor, self._run_pieces, pieces)
         finally:
             self._idle += 1
             self._worker_freed.set()
 
-    async def _run_batch(self, batch: list[_Job], crops: np.ndarray, shares: int) -> None:
+    async def _run_batch(self, batch: list[_Job], rows: int, shares: int) -> None:
         started = time.perf_counter()
         parts = await asyncio.gather(
-            *(self._run_share(rows) for rows in np.array_split(crops, shares)), return_exceptions=True
+            *(self._run_share(pieces) for pieces in split_rows([job.crops for job in batch], shares)),
+            return_exceptions=True,
         )
         if errors := [part for part in parts if isinstance(part, BaseException)]:
             exc = errors[0]
-            log.error("inference failed on a batch of %d crops", len(crops), exc_info=exc)
+            log.error("inference failed on a batch of %d crops", rows, exc_info=exc)
             for job in batch:
                 if not job.future.done():
                     job.future.set_exception(exc)
             return
         outputs = parts[0] if shares == 1 else tuple(np.concatenate(out) for out in zip(*parts, strict=True))
         if self._on_batch is not None:
-            self._on_batch(len(crops), len(batch), time.perf_counter() - started)
+            self._on_batch(rows, len(batch), time.perf_counter() - started)
         offset = 0
         for job in batch:
             end = offset + len(job.crops)
             if not job.future.done():
                 job.future.set_result(tuple(out[offset:end] for out in outputs))
             offset = end
+
+
+def split_rows(arrays: list[np.ndarray], shares: int) -> list[list[np.ndarray]]:
+    """The rows of ``arrays`` (stacked one after another) cut into ``shares`` runs of consecutive
+    rows as even as ``np.array_split`` cuts them, each a list of views (nothing is copied)."""
+    total = sum(len(a) for a in arrays)
+    bounds = [total // shares + (i < total % shares) for i in range(shares)]  # np.array_split's sizes
+    pieces: list[list[np.ndarray]] = []
+    index, offset = 0, 0  # the array being cut, and the first of its rows not yet taken
+    for size in bounds:
+        share: list[np.ndarray] = []
+        while size:
+            take = min(size, len(arrays[index]) - offset)
+            share.append(arrays[index][offset : offset + take])
+            offset += take
+            size -= take
+            if offset == len(arrays[index]):
+                index, offset = index + 1, 0
+        pieces.append(share)
+    return pieces

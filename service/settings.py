@@ -34,6 +34,11 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=1, le=65535)
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
     access_log: bool = True
+    opentelemetry: bool = Field(
+        False,
+        description="FastAPI's native OpenTelemetry (traces, metrics and logs to the global providers); off, FastAPI"
+        " skips its per-request provider lookups (the service's own metrics are on /metrics either way)",
+    )
 
     # model
     store_root: Path = Field(Path("store"), description="model store folder, relative to the working directory")

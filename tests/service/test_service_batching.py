@@ -8,7 +8,7 @@ import threading
 import numpy as np
 import pytest
 
-from service.batching import BatcherClosed, DynamicBatcher
+from service.batching import BatcherClosed, DynamicBatcher, split_rows
 
 
 class RecordingModel:
@@ -224,3 +224,16 @@ def test_a_failed_share_fails_its_batch_and_frees_every_worker() -> None:
 
     run(main())
     assert sorted(model.batches[:2]) == [5, 5] and sorted(model.batches[2:]) == [5, 5]  # both workers idle again
+
+
+@pytest.mark.parametrize("shares", [1, 2, 3, 7])
+def test_split_rows_cuts_jobs_like_array_split_without_copying(shares: int) -> None:
+    jobs = [np.arange(n * 2, dtype=np.float32).reshape(n, 2) + 100 * i for i, n in enumerate([1, 10, 3, 1])]
+    stacked = np.concatenate(jobs)
+    pieces = split_rows(jobs, shares)
+    expected = np.array_split(stacked, shares)
+    assert [sum(len(p) for p in share) for share in pieces] == [len(e) for e in expected]
+    for share, want in zip(pieces, expected, strict=True):
+        np.testing.assert_array_equal(np.concatenate(share), want)
+        assert all(any(np.shares_memory(p, j) for j in jobs) for p in share)  # views of the jobs' own arrays
+        assert all(len(p) for p in share)  # no empty pieces

@@ -41,6 +41,16 @@ def test_defaults() -> None:
     assert settings.api_key is None and settings.cors_origins == []
 
 
+@pytest.mark.parametrize("enabled", [False, True])
+def test_fastapi_opentelemetry_is_opt_in(enabled: bool) -> None:
+    """Off (the default), FastAPI skips its per-request look-ups of the global OpenTelemetry providers."""
+    from service.app import create_app
+
+    app = create_app(Settings(_env_file=None, opentelemetry=enabled))
+    config = app._telemetry  # FastAPI(telemetry=...), as FastAPI keeps it
+    assert (config["tracing"], config["metrics"], config["logs"]) == (enabled, enabled, enabled)
+
+
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
