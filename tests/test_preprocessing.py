@@ -124,6 +124,19 @@ def test_resize_center_crop_upscales_tiny_images() -> None:
     assert tuple(square[5, 5]) == (255, 0, 0) and tuple(square[250, 250]) == (0, 0, 255)
 
 
+@pytest.mark.parametrize("size", [(640, 480), (300, 200), (192, 128), (397, 137), (287, 335), (256, 900), (4, 3)])
+def test_resize_center_crop_resamples_only_the_square_as_rescaling_all_would(size: tuple[int, int]) -> None:
+    """The definition: rescale the whole image (shorter side 256), then cut out the central square.
+    Resampling only the square must give the same pixels but for rounding (noise: the worst case)."""
+    noise = Image.fromarray(np.random.default_rng(sum(size)).integers(0, 256, (size[1], size[0], 3), np.uint8))
+    width, height = size
+    new_w, new_h = max(256, round(width * 256 / min(size))), max(256, round(height * 256 / min(size)))
+    whole = noise.resize((new_w, new_h), Image.Resampling.BILINEAR)
+    left, top = (new_w - 256) // 2, (new_h - 256) // 2
+    reference = np.asarray(whole.crop((left, top, left + 256, top + 256)), dtype=np.int16)
+    assert np.abs(resize_center_crop(noise).astype(np.int16) - reference).max() <= 1
+
+
 @pytest.mark.parametrize("size", [(256, 256), (257, 1000), (1000, 257), (1, 1), (3, 700)])
 def test_resize_center_crop_shape(size: tuple[int, int]) -> None:
     assert resize_center_crop(Image.new("RGB", size, (1, 2, 3))).shape == (256, 256, 3)
