@@ -38,17 +38,24 @@ def thread_names(pid: int, spy: str) -> dict[str, str]:
     return {tid: name for tid, name in re.findall(r'Thread (\d+) \(\w+\): "([^"]+)"', dump)}
 
 
-def cpu_by_group(pid: int, names: dict[str, str]) -> collections.Counter[str]:
-    """CPU seconds by thread group (a name without its number; threads py-spy does not know: ORT)."""
-    seconds: collections.Counter[str] = collections.Counter()
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds of each thread of ``pid``, by thread id."""
+    seconds = {}
     for tid in os.listdir(f"/proc/{pid}/task"):
         try:
             fields = Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        group = names.get(tid, "onnxruntime pool").rstrip("0123456789_")
-        seconds[group] += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        seconds[tid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     return seconds
+
+
+def by_group(seconds: dict[str, float], names: dict[str, str]) -> collections.Counter[str]:
+    """Seconds by thread group (a name without its number; threads py-spy does not know: ORT)."""
+    groups: collections.Counter[str] = collections.Counter()
+    for tid, spent in seconds.items():
+        groups[names.get(tid, "onnxruntime pool").rstrip("0123456789_")] += spent
+    return groups
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,25 +77,24 @@ def main(argv: list[str] | None = None) -> int:
         server = bench_service.start_server(args, port, Path(tmp) / "server.log")
         try:
             asyncio.run(bench_service.warm_up(port, args.route, args.mode, images))
-            names = thread_names(server.pid, spy)
-            before = cpu_by_group(server.pid, names)
+            before = thread_cpu(server.pid)
             load = asyncio.run(
                 bench_service.load_test([port], args.route, args.mode, args.clients, images, args.seconds)
             )
-            after = cpu_by_group(server.pid, names)
+            after = thread_cpu(server.pid)
+            # named after the load: the thread pools start their threads as work comes
+            names = thread_names(server.pid, spy)
         finally:
             server.terminate()
             server.wait(30)
     done = max(len(load.latencies), 1)
     print(f"{args.route} {args.mode}, {args.clients} clients: {load.rate:.1f} img/s, {load.errors} errors")
     print("| thread group | CPU ms per image |\n|---|---:|")
-    total = 0.0
-    for group in sorted(after, key=lambda g: before.get(g, 0) - after[g]):
-        ms = (after[group] - before.get(group, 0)) * 1000 / done
-        total += ms
-        if ms >= 0.01:
-            print(f"| {group} | {ms:.2f} |")
-    print(f"| all | {total:.2f} |")
+    spent = by_group({tid: after[tid] - before.get(tid, 0.0) for tid in after}, names)
+    for group, seconds in spent.most_common():
+        if seconds * 1000 / done >= 0.01:
+            print(f"| {group} | {seconds * 1000 / done:.2f} |")
+    print(f"| all | {sum(spent.values()) * 1000 / done:.2f} |")
     return 0
 
 
