@@ -23,7 +23,7 @@ from service.batching import BatcherClosed, DynamicBatcher
 from service.errors import InferenceTimeout, NotReady, Overloaded
 from service.metrics import Metrics
 from service.openvino_model import OpenVinoModel
-from service.parallelism import Parallelism, plan_parallelism
+from service.parallelism import Parallelism, plan_decode_threads, plan_parallelism
 from service.settings import TEN_CROP, Settings
 from service.uploads import Upload
 
@@ -116,7 +116,8 @@ class Engine:
         self.metrics = metrics
         self.in_flight = 0
         self.ready = False
-        self._decoders = ThreadPoolExecutor(max_workers=settings.decode_threads, thread_name_prefix="decode")
+        self.decode_threads = plan_decode_threads(settings, model_on_cpu=model.provider != CUDA)
+        self._decoders = ThreadPoolExecutor(max_workers=self.decode_threads, thread_name_prefix="decode")
         self.parallelism = Parallelism(settings.inference_workers, model.threads)  # as the model was built
         self.batcher = DynamicBatcher(
             model.run,
@@ -142,12 +143,13 @@ class Engine:
         await self.batcher.submit(np.zeros((TEN_CROP, 3, crop, crop), np.float32))
         self.ready = True
         log.info(
-            "model %s/%s ready on %s (%d inference workers, %s threads per run)",
+            "model %s/%s ready on %s (%d inference workers, %s threads per run, %d decode threads)",
             self.manifest.name,
             self.manifest.version,
             self.provider,
             self.parallelism.workers,
             self.parallelism.threads or "runtime-chosen",
+            self.decode_threads,
         )
 
     async def close(self) -> None:

@@ -1,4 +1,5 @@
-"""How inference uses the CPUs: how many batches run at once, and how many threads each run uses.
+"""How inference uses the CPUs: how many batches run at once, how many threads each run uses, and
+how many threads decode uploads.
 
 ``inference_workers`` batches run at once (1 by default). On ONNX Runtime's CPU provider each run
 gets an equal share of the cores this process may use: the physical cores of its affinity mask,
@@ -17,6 +18,8 @@ from pathlib import Path
 from service.settings import Settings
 
 CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
+CORES_PER_DECODE_THREAD = 8  # beside a model computing on the CPU
+DECODE_THREADS_BESIDE_GPU = 4  # enough on the H100 machine: 2.5 of its 16 cores busy (docs/performance.md, 2)
 CPU_TOPOLOGY = Path("/sys/devices/system/cpu")
 
 
@@ -60,3 +63,17 @@ def plan_parallelism(settings: Settings, onnxruntime_cpu: bool, cpus: int | None
     if onnxruntime_cpu and not threads:
         threads = max(1, (cpus or available_cpus()) // workers)
     return Parallelism(workers, threads)
+
+
+def plan_decode_threads(settings: Settings, model_on_cpu: bool, cpus: int | None = None) -> int:
+    """The settings' ``decode_threads``, 0 resolved. Beside a model that computes on the CPU (ONNX
+    Runtime's CPU provider, OpenVINO): one per 8 usable cores, at least one. Decoding a centre crop
+    takes about a tenth of the model's CPU, and each decode thread running beside the model preempts
+    one of its threads, which stalls the others at the next barrier; on the 2-CPU machine one decode
+    thread served 10-15% more centre crops than four (docs/performance.md, section 4). Beside a GPU
+    the CPU only decodes and serves HTTP: 4."""
+    if settings.decode_threads:
+        return settings.decode_threads
+    if not model_on_cpu:
+        return DECODE_THREADS_BESIDE_GPU
+    return max(1, (cpus or available_cpus()) // CORES_PER_DECODE_THREAD)

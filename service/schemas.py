@@ -104,6 +104,7 @@ class ReadyResponse(BaseModel):
     precision: str = Field(description="fp32, int8 or bf16: which model file and arithmetic serve")
     inference_workers: int = Field(description="batches the model runs at once, each on its own thread")
     threads_per_run: int = Field(description="the runtime's threads per run (0: the runtime chooses)")
+    decode_threads: int = Field(description="threads decoding and preprocessing uploads")
     gallery_size: int
 
 

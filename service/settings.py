@@ -78,7 +78,12 @@ class Settings(BaseSettings):
         description="ONNX Runtime's threads spin between runs (its default); off frees the cores for decoding"
         " when they are few",
     )
-    decode_threads: int = Field(4, ge=1, description="threads decoding and preprocessing uploads")
+    decode_threads: int = Field(
+        0,
+        ge=0,
+        description="threads decoding and preprocessing uploads; 0: one per 8 usable cores (at least 1) where the"
+        " model computes on the CPU, whose threads each decode thread preempts; 4 beside a GPU",
+    )
     jpeg_draft: bool = Field(
         True,
         description="decode JPEGs of at least twice 256 px at 1/2, 1/4 or 1/8 scale (never under 256 px):"

@@ -27,6 +27,7 @@ async def readyz(engine: EngineDep, retrieval: RetrievalDep) -> ReadyResponse:
         precision=engine.model.precision,
         inference_workers=engine.parallelism.workers,
         threads_per_run=engine.parallelism.threads,
+        decode_threads=engine.decode_threads,
         gallery_size=len(retrieval),
     )
 

@@ -19,6 +19,7 @@ def test_health_ready_models_and_docs(client: httpx.Client, live_service) -> Non
     assert ready["status"] == "ready" and ready["provider"] == "CPUExecutionProvider"
     # one run at a time, on as many ONNX Runtime threads as this process may use CPUs
     assert ready["inference_workers"] == 1 and ready["threads_per_run"] == available_cpus()
+    assert ready["decode_threads"] == max(1, available_cpus() // 8)  # beside the model on the CPU
     (info,) = client.get("/v1/models").json()["models"]
     assert info["name"] == live_service.model.name and info["version"] == "v1"
     assert info["provider"] == "CPUExecutionProvider" and info["gallery_size"] >= 1

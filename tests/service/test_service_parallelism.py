@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from service.parallelism import Parallelism, available_cpus, physical_cores, plan_parallelism
+from service.parallelism import (
+    Parallelism,
+    available_cpus,
+    physical_cores,
+    plan_decode_threads,
+    plan_parallelism,
+)
 from service.settings import Settings
 
 
@@ -60,3 +66,21 @@ def settings(**values: object) -> Settings:
 )
 def test_plan_resolves_a_zero_thread_count(values: dict, onnxruntime_cpu: bool, expected: Parallelism) -> None:
     assert plan_parallelism(settings(**values), onnxruntime_cpu, cpus=8) == expected
+
+
+@pytest.mark.parametrize(
+    ("values", "model_on_cpu", "cpus", "expected"),
+    [
+        ({}, True, 2, 1),  # the development machine: one thread decodes beside the model
+        ({}, True, 15, 1),
+        ({}, True, 16, 2),  # one per 8 cores
+        ({}, True, 64, 8),
+        ({}, False, 2, 4),  # beside a GPU the CPU only decodes and serves HTTP
+        ({"decode_threads": 3}, True, 2, 3),  # as set
+        ({"decode_threads": 3}, False, 64, 3),
+    ],
+)
+def test_decode_threads_resolve_from_the_cores_beside_the_model(
+    values: dict, model_on_cpu: bool, cpus: int, expected: int
+) -> None:
+    assert plan_decode_threads(settings(**values), model_on_cpu, cpus=cpus) == expected
