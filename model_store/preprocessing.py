@@ -127,8 +127,9 @@ def resize_center_crop(img: Image.Image, size: int = 256) -> np.ndarray:
     """Rescale so the shorter side is ``size`` and take the central ``size`` x ``size``: uint8 HWC.
 
     Only the kept square is resampled (Pillow's ``box``: the source rectangle that rescales onto it,
-    same scale, same sample positions), not the whole rescaled image: 30-40% less CPU than rescaling
-    everything and cropping, and equal to it but for rounding (at most 1 of 255)."""
+    same scale, same sample positions), not the whole rescaled image: about 30% less CPU than
+    rescaling everything and cropping (benchmarks/bench_preprocess.py), and equal to it but for
+    rounding (at most 1 of 255)."""
     width, height = img.size
     scale = size / min(width, height)
     new_w, new_h = max(size, round(width * scale)), max(size, round(height * scale))

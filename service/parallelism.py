@@ -18,9 +18,9 @@ from pathlib import Path
 from service.settings import Settings
 
 CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
+CPU_TOPOLOGY = Path("/sys/devices/system/cpu")
 CORES_PER_DECODE_THREAD = 8  # beside a model computing on the CPU
 DECODE_THREADS_BESIDE_GPU = 4  # enough on the H100 machine: 2.5 of its 16 cores busy (docs/performance.md, 2)
-CPU_TOPOLOGY = Path("/sys/devices/system/cpu")
 
 
 def physical_cores(cpus: set[int], topology: Path = CPU_TOPOLOGY) -> int:
@@ -70,8 +70,8 @@ def plan_decode_threads(settings: Settings, model_on_cpu: bool, cpus: int | None
     Runtime's CPU provider, OpenVINO): one per 8 usable cores, at least one. Decoding a centre crop
     takes about a tenth of the model's CPU, and each decode thread running beside the model preempts
     one of its threads, which stalls the others at the next barrier; on the 2-CPU machine one decode
-    thread served 10-15% more centre crops than four (docs/performance.md, section 4). Beside a GPU
-    the CPU only decodes and serves HTTP: 4."""
+    thread served about 9% more centre crops than four, on average over noisy runs
+    (docs/performance.md, section 4). Beside a GPU the CPU only decodes and serves HTTP: 4."""
     if settings.decode_threads:
         return settings.decode_threads
     if not model_on_cpu:
