@@ -27,7 +27,7 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from bench_args import write_report  # noqa: E402
+from bench_args import command_line, write_report  # noqa: E402
 
 from model_store.gallery import to_search_device  # noqa: E402
 
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"- date: {datetime.datetime.now().isoformat(timespec='seconds')}; faiss {faiss.__version__}; {device};"
         f" {os.cpu_count()} CPUs",
-        "- command: python benchmarks/bench_faiss_gpu.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        f"- command: {command_line(__file__, argv)}",
         f"- {DIM}-d float32 vectors, post-ReLU Gaussian; k={K}; {args.queries} queries; the GPU index is"
         " `model_store.gallery.to_search_device` of the CPU one (what the service searches); recall@10 of the"
         " GPU's answers against the CPU's exact ones",

@@ -30,7 +30,7 @@ import onnxruntime as ort
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from bench_args import add_model_args, write_report  # noqa: E402
+from bench_args import add_model_args, command_line, write_report  # noqa: E402
 
 from model_store.store import load_version  # noqa: E402
 from service.engine import CPU, CUDA, OnnxModel  # noqa: E402
@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         f"- date: {datetime.datetime.now().isoformat(timespec='seconds')}; device: {device}; {os.cpu_count()} CPUs",
         f"- onnxruntime {ort.__version__} ({', '.join(ort.get_available_providers())}); model"
         f" {version.manifest.name}/{version.manifest.version} ({classes} classes), fp32 `model.onnx`",
-        "- command: python benchmarks/bench_ort_gpu.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        f"- command: {command_line(__file__, argv)}",
         *lines,
         "- throughput: the service's session (numpy in, logits and fc7 out: host-device copies included) at"
         " each batch of crops (one 10-crop image = 10 crops); baselines in the same run: ONNX Runtime's CPU"

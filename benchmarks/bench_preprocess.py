@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         f"- machine: {machine()}",
         f"- {len(blobs)} Caltech-101 test JPEGs (median {int(np.median(sizes[:, 0]))}x{int(np.median(sizes[:, 1]))}"
         f" px), one thread, thread CPU time, median of {args.repeats} passes (decode: one pass)",
-        f"- command: `python benchmarks/bench_preprocess.py --images {args.images} --repeats {args.repeats}`",
+        f"- command: `{bench_args.command_line(__file__, argv)}`",
         "",
         "| step | CPU ms per image |",
         "|---|---:|",
