@@ -1,25 +1,39 @@
-"""``python -m service``: serve the app with uvicorn, configured by ``ALEXNET_*`` variables."""
+"""``python -m service``: serve the app with uvicorn, configured by ``ALEXNET_*`` variables
+(``--host`` and ``--port`` override the two most often changed)."""
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
+from collections.abc import Sequence
 
 import uvicorn
 from pydantic import ValidationError
 
 from service.app import create_app
-from service.settings import get_settings
+from service.settings import Settings, add_bind_args, bind_overrides
 
 log = logging.getLogger("service")
 
 
-def main() -> int:
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m service",
+        description="Serve the published model with uvicorn. Every setting is an ALEXNET_* environment "
+        "variable (README, 'Settings'); these flags override two of them.",
+    )
+    add_bind_args(parser)
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        settings = get_settings()
+        settings = Settings(**bind_overrides(args))  # the environment, then the flags over it
     except ValidationError as exc:
-        log.error("invalid ALEXNET_* settings:\n%s", exc)
+        log.error("invalid settings:\n%s", exc)
         return 2
     logging.getLogger().setLevel(settings.log_level.upper())
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # which CPU build it picked, at length

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import argparse
 import re
 from functools import lru_cache
 from pathlib import Path
@@ -189,6 +190,18 @@ class Settings(BaseSettings):
 
 
 @lru_cache
+def add_bind_args(parser: argparse.ArgumentParser) -> None:
+    """``--host`` and ``--port`` (over ALEXNET_HOST and ALEXNET_PORT): ``python -m service``, ``alexnet serve``."""
+    fields = Settings.model_fields
+    parser.add_argument("--host", help=f"address to bind (env ALEXNET_HOST; default {fields['host'].default})")
+    parser.add_argument("--port", type=int, help=f"port (env ALEXNET_PORT; default {fields['port'].default})")
+
+
+def bind_overrides(args: argparse.Namespace) -> dict[str, object]:
+    """The flags of ``add_bind_args`` that were given, as Settings keyword arguments."""
+    return {name: getattr(args, name) for name in ("host", "port") if getattr(args, name) is not None}
+
+
 def get_settings() -> Settings:
     """The settings from the environment, read once."""
     return Settings()

@@ -160,16 +160,28 @@ def server_env(store_root: Path, model_name: str, port: int, **settings: object)
 
 
 def start_server(
-    store_root: Path, model_name: str, log_path: Path, timeout: float = 120, **settings: object
+    store_root: Path,
+    model_name: str,
+    log_path: Path,
+    timeout: float = 120,
+    module: str = "service",
+    port_flag: bool = False,
+    **settings: object,
 ) -> LiveServer:
-    """Run ``python -m service`` with ``ALEXNET_*`` settings; return once /readyz answers 200.
-    Raises RuntimeError (with the server's log) if it exits or is not ready in ``timeout``."""
+    """Run ``python -m service`` (or ``module``, e.g. "training.cli serve") with ``ALEXNET_*``
+    settings; return once /readyz answers 200. ``port_flag``: give the port as ``--port``, with
+    another one in ALEXNET_PORT. Raises RuntimeError (with the server's log) if it exits or is not
+    ready in ``timeout``."""
     port = free_port()
+    command, env = [sys.executable, "-m", *module.split()], server_env(store_root, model_name, port, **settings)
+    if port_flag:
+        command.append(f"--port={port}")
+        env["ALEXNET_PORT"] = str(port - 1)  # not the one readiness is polled on
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "service"],
+            command,
             cwd=REPO_ROOT,
-            env=server_env(store_root, model_name, port, **settings),
+            env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
         )

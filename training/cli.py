@@ -188,7 +188,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     os.environ["ALEXNET_MODEL_NAME"] = args.model_name
     from service.__main__ import main as serve
 
-    return serve()
+    bind = [f"--{name}={value}" for name, value in (("host", args.host), ("port", args.port)) if value is not None]
+    return serve(bind)
 
 
 def _print_version(version_dir: Path) -> None:
@@ -263,6 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="build a new version even when one is published")
     p.set_defaults(func=cmd_build_default)
 
+    from service.settings import add_bind_args
+
     p = sub.add_parser("serve", help="serve a published model (settings: ALEXNET_* variables)")
     _store_args(p)
     p.add_argument(
@@ -276,6 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=int(os.environ.get("ALEXNET_BUILD_EPOCHS", DEFAULT_BUILD_EPOCHS)),
         help=f"epochs of the default model (env ALEXNET_BUILD_EPOCHS; default {DEFAULT_BUILD_EPOCHS})",
     )
+    add_bind_args(p)
     p.set_defaults(func=cmd_serve)
     return parser
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 from pydantic import ValidationError
 
@@ -96,6 +97,21 @@ def test_python_m_service_exits_with_a_message_on_bad_settings() -> None:
     )
     assert result.returncode == 2
     assert "max_queue" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_python_m_service_rejects_unknown_arguments() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "service", "--prot", "9000"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2
+    assert "unrecognized arguments: --prot 9000" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("module", ["service", "training.cli serve"])
+def test_port_flag_wins_over_the_environment(module: str, start_service, private_store: Path) -> None:
+    server = start_service(private_store, module=module, port_flag=True)  # ready on --port; ALEXNET_PORT: another
+    assert httpx.get(f"{server.url}/healthz", timeout=5).status_code == 200
+    assert f"Uvicorn running on {server.url}" in server.log()
 
 
 def test_service_package_does_not_import_torch() -> None:
