@@ -12,7 +12,7 @@ import uvicorn
 from pydantic import ValidationError
 
 from service.app import create_app
-from service.settings import Settings, add_bind_args, bind_overrides
+from service.settings import Settings, add_bind_args, bind_overrides, settings_help
 
 log = logging.getLogger("service")
 
@@ -21,7 +21,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m service",
         description="Serve the published model with uvicorn. Every setting is an ALEXNET_* environment "
-        "variable (README, 'Settings'); these flags override two of them.",
+        "variable (listed below); --host and --port override two of them.",
+        epilog=settings_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_bind_args(parser)
     return parser.parse_args(argv)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import textwrap
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -32,9 +33,9 @@ class Settings(BaseSettings):
 
     # server
     host: str = Field("127.0.0.1", description="address uvicorn binds (python -m service)")
-    port: int = Field(8000, ge=1, le=65535)
-    log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
-    access_log: bool = True
+    port: int = Field(8000, ge=1, le=65535, description="port uvicorn listens on (python -m service)")
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = Field("info", description="log level")
+    access_log: bool = Field(True, description="uvicorn's access log, a line per request")
     opentelemetry: bool = Field(
         False,
         description="FastAPI's native OpenTelemetry (traces, metrics and logs to the global providers); off, FastAPI"
@@ -43,7 +44,7 @@ class Settings(BaseSettings):
 
     # model
     store_root: Path = Field(Path("store"), description="model store folder, relative to the working directory")
-    model_name: str = "alexnet-caltech101"
+    model_name: str = Field("alexnet-caltech101", description="the published model to serve")
     model_version: str = Field("latest", description="vN, or latest for the highest published version")
     providers: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="auto: CUDA when ONNX Runtime offers it, else CPU; cuda: fail at start-up without it"
@@ -107,7 +108,7 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(8 * MIB, ge=1, description="largest accepted image file")
     max_request_bytes: int = Field(32 * MIB, ge=1, description="largest request body, all files and fields together")
     max_pixels: int = Field(40_000_000, ge=1, description="largest declared width x height, checked before decoding")
-    max_files_per_request: int = Field(16, ge=1)
+    max_files_per_request: int = Field(16, ge=1, description="most images in one /classify request")
     max_top_k: int = Field(20, ge=1, description="largest top_k of /classify")
     max_k: int = Field(50, ge=1, description="largest k of /similar")
 
@@ -200,6 +201,26 @@ def add_bind_args(parser: argparse.ArgumentParser) -> None:
 def bind_overrides(args: argparse.Namespace) -> dict[str, object]:
     """The flags of ``add_bind_args`` that were given, as Settings keyword arguments."""
     return {name: getattr(args, name) for name in ("host", "port") if getattr(args, name) is not None}
+
+
+def settings_help() -> str:
+    """Every setting: its variable, default and meaning (``python -m service --help``)."""
+    lines = ["settings (environment variables):"]
+    for name, field in Settings.model_fields.items():
+        lines.append(f"  ALEXNET_{name.upper()} (default: {_shown(field.get_default(call_default_factory=True))})")
+        lines += textwrap.wrap(field.description or "", 96, initial_indent=" " * 6, subsequent_indent=" " * 6)
+    return "\n".join(lines)
+
+
+def _shown(default: object) -> str:
+    """A default as it would be written in the environment."""
+    if default is None:
+        return "unset"
+    if isinstance(default, bool):
+        return str(default).lower()
+    if isinstance(default, list):
+        return ",".join(default) or "empty"
+    return str(default)
 
 
 def get_settings() -> Settings:

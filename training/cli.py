@@ -264,9 +264,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="build a new version even when one is published")
     p.set_defaults(func=cmd_build_default)
 
-    from service.settings import add_bind_args
+    from service.settings import add_bind_args, settings_help
 
-    p = sub.add_parser("serve", help="serve a published model (settings: ALEXNET_* variables)")
+    p = sub.add_parser(
+        "serve",
+        help="serve a published model (settings: ALEXNET_* variables)",
+        epilog=settings_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     _store_args(p)
     p.add_argument(
         "--build-if-missing",

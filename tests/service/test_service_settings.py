@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import subprocess
 import sys
@@ -112,6 +113,25 @@ def test_port_flag_wins_over_the_environment(module: str, start_service, private
     server = start_service(private_store, module=module, port_flag=True)  # ready on --port; ALEXNET_PORT: another
     assert httpx.get(f"{server.url}/healthz", timeout=5).status_code == 200
     assert f"Uvicorn running on {server.url}" in server.log()
+
+
+@pytest.mark.parametrize("command", [["-m", "service", "--help"], ["-m", "training.cli", "serve", "--help"]])
+def test_help_lists_every_setting_with_its_default(command: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    result = subprocess.run([sys.executable, *command], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    listed = dict(re.findall(r"^  (ALEXNET_\w+) \(default: (.*)\)$", result.stdout, re.MULTILINE))
+    assert set(listed) == {f"ALEXNET_{name.upper()}" for name in Settings.model_fields}
+    assert listed["ALEXNET_PORT"] == "8000" and listed["ALEXNET_ACCESS_LOG"] == "true"
+    assert listed["ALEXNET_API_KEY"] == "unset" and listed["ALEXNET_MAX_UPLOAD_BYTES"] == str(8 * 1024 * 1024)
+    for variable in [name for name in os.environ if name.startswith("ALEXNET_")]:
+        monkeypatch.delenv(variable)
+    for variable, shown in listed.items():
+        if shown not in ("unset", "empty"):
+            monkeypatch.setenv(variable, shown)
+    from_listing = Settings()  # every listed default, read back from the environment
+    for variable in listed:
+        monkeypatch.delenv(variable, raising=False)
+    assert from_listing == Settings(), "the defaults as listed do not read back as the defaults"
 
 
 def test_service_package_does_not_import_torch() -> None:
