@@ -279,6 +279,12 @@ class _Snapshot:
             item = self.items.get(item_id)
         return item
 
+    def delta(self) -> tuple[np.ndarray, np.ndarray]:
+        """(vectors, ids) of the rows added since the base, rows of removed items included."""
+        if self.rows is None:
+            return np.empty((0, self.vectors.dim), np.float32), np.empty(0, np.int64)
+        return self.rows.vectors[: self.n_rows], self.rows.ids[: self.n_rows]
+
     def live_items(self) -> dict[int, GalleryItem]:
         return {i: it for i, it in self.items.items() if i not in self.removed} | self.added
 
@@ -345,7 +351,8 @@ def _search_copy(vectors: VectorIndex) -> faiss.Index | None:
 def _search_base(snapshot: _Snapshot, queries: np.ndarray, wanted: int) -> tuple[np.ndarray, np.ndarray]:
     """(squared L2, ids) of the base's ``wanted`` nearest items that were not removed; removed ones
     may still be among the results (the caller drops them), but never crowd out live ones."""
-    vi, first = snapshot.vectors, snapshot.search_index
+    vi = snapshot.vectors
+    first = vi.trained_index if snapshot.search_index is None else snapshot.search_index
     if not snapshot.removed:
         if vi.kind == "flat":
             return search_index(first, queries, wanted)
@@ -357,7 +364,7 @@ def _search_base(snapshot: _Snapshot, queries: np.ndarray, wanted: int) -> tuple
         if vi.rerank is not None:
             found = _drop(found, snapshot.removed_ids, depth)
     else:
-        squared, found = vi.index.search(queries, depth, params=snapshot.selector)
+        squared, found = vi.trained_index.search(queries, depth, params=snapshot.selector)
     if vi.rerank is None:
         return squared, found
     return vi.rerank_candidates(queries, found, wanted)
@@ -372,9 +379,10 @@ def _drop(found: np.ndarray, removed_ids: np.ndarray, keep: int) -> np.ndarray:
 
 def _search_delta(snapshot: _Snapshot, queries: np.ndarray, wanted: int) -> tuple[np.ndarray, np.ndarray]:
     """(squared L2, ids) of the exact nearest rows of the delta (rows of removed items included)."""
-    n, rows = snapshot.n_rows, snapshot.rows
-    squared, row = faiss.knn(queries, rows.vectors[:n], min(n, wanted + n - len(snapshot.added)))
-    return squared, np.where(row >= 0, rows.ids[:n][np.maximum(row, 0)], -1)
+    vectors, ids = snapshot.delta()
+    n = len(ids)
+    squared, row = faiss.knn(queries, vectors, min(n, wanted + n - len(snapshot.added)))
+    return squared, np.where(row >= 0, ids[np.maximum(row, 0)], -1)
 
 
 def _write_file_durably(path: Path, data: bytes) -> None:
@@ -458,10 +466,10 @@ class Gallery:
         items = {int(row["id"]): GalleryItem(**row) for row in meta["items"]}
         stored_ids = vectors.ids()
         if (
-            vectors.index.d != dim
+            vectors.trained_index.d != dim
             or set(stored_ids.tolist()) != set(items)
             or len(stored_ids) != len(items)
-            or (vectors.rerank is not None and vectors.index.ntotal != len(items))
+            or (vectors.rerank is not None and vectors.ntotal != len(items))
         ):
             raise GalleryError(f"{directory}: the vectors and the item list disagree")
         changes_file = meta.get("changes_file")
@@ -515,8 +523,8 @@ class Gallery:
         if snapshot.get(item_id) is None:
             raise UnknownItemError(item_id)
         if item_id in snapshot.added:
-            row = int(np.searchsorted(snapshot.rows.ids[: snapshot.n_rows], item_id))
-            return snapshot.rows.vectors[row].copy()
+            vectors, ids = snapshot.delta()
+            return vectors[int(np.searchsorted(ids, item_id))].copy()
         return snapshot.vectors.reconstruct(int(item_id))
 
     def thumbnail_path(self, item_id: int) -> Path:
@@ -622,11 +630,12 @@ class Gallery:
             index.remove(snapshot.removed_ids)
         new_vectors, new_ids = [], []
         if snapshot.added:
-            n = snapshot.n_rows
-            live = np.isin(snapshot.rows.ids[:n], np.fromiter(snapshot.added, np.int64, len(snapshot.added)))
-            new_vectors.append(snapshot.rows.vectors[:n][live])
-            new_ids.append(snapshot.rows.ids[:n][live])
+            delta_vectors, delta_ids = snapshot.delta()
+            live = np.isin(delta_ids, np.fromiter(snapshot.added, np.int64, len(snapshot.added)))
+            new_vectors.append(delta_vectors[live])
+            new_ids.append(delta_ids[live])
         if vectors is not None:
+            assert ids is not None, "vectors come with their ids"
             new_vectors.append(vectors)
             new_ids.append(ids)
         if new_ids:
@@ -636,6 +645,7 @@ class Gallery:
 
     def _append(self, old: _Snapshot, record: bytes, changes: _Changes) -> None:
         """Commit a change: append its record to the log and fsync it, then swap in the snapshot."""
+        assert old.changes_file is not None  # without a log, _compacts() made a new base instead
         try:
             end = change_log.append(self.directory / old.changes_file, old.log_bytes, old.generation, record)
         finally:

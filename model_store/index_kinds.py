@@ -150,6 +150,13 @@ class VectorIndex:
         return self.index is not None
 
     @property
+    def trained_index(self) -> faiss.Index:
+        """The first stage, which a trainable kind has only once trained."""
+        if self.index is None:
+            raise ValueError(f"the {self.kind} index holds nothing yet: it is made when first trained")
+        return self.index
+
+    @property
     def ntotal(self) -> int:
         return 0 if self.index is None else int(self.index.ntotal)
 
@@ -163,6 +170,8 @@ class VectorIndex:
 
     def first_stage_ids(self) -> np.ndarray:
         """The ids the first stage holds (for consistency checks)."""
+        if self.index is None:
+            return np.empty(0, np.int64)
         if (ivf := _ivf(self.index)) is not None:
             lists = ivf.invlists
             parts = [faiss.rev_swig_ptr(lists.get_ids(i), lists.list_size(i)).copy() for i in range(ivf.nlist)]
@@ -217,7 +226,7 @@ class VectorIndex:
             if len(ids) > 1 and (np.diff(ids) <= 0).any():
                 raise ValueError("ids must be added in increasing order to this index kind")
             self.rerank.add_with_ids(vectors, ids)
-        self.index.add_with_ids(vectors, ids)
+        self.trained_index.add_with_ids(vectors, ids)
 
     def remove(self, ids: np.ndarray) -> int:
         """Remove ``ids``; returns how many were present."""
@@ -233,7 +242,7 @@ class VectorIndex:
 
     def reconstruct(self, item_id: int) -> np.ndarray:
         """The stored vector: exact for flat, approximate (fp16 / SQ8) for the other kinds."""
-        return (self.rerank if self.rerank is not None else self.index).reconstruct(int(item_id))
+        return (self.rerank if self.rerank is not None else self.trained_index).reconstruct(int(item_id))
 
     def search(
         self, queries: np.ndarray, k: int, first_stage: faiss.Index | None = None, rerank: bool = True
@@ -243,7 +252,7 @@ class VectorIndex:
         ``rerank=False`` returns the first stage's own ranking (for measurements)."""
         if not self.ntotal:
             return np.full((len(queries), k), np.inf, np.float32), np.full((len(queries), k), -1, np.int64)
-        first_stage = self.index if first_stage is None else first_stage
+        first_stage = self.trained_index if first_stage is None else first_stage
         if self.rerank is None or not rerank:
             return first_stage.search(queries, k)
         _, cand = first_stage.search(queries, max(int(self.params["rerank"]), 4 * k))
@@ -251,6 +260,8 @@ class VectorIndex:
 
     def rerank_candidates(self, queries: np.ndarray, cand: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Order candidate ids [n, c] by their distance to the queries, decoded from the SQ8 store."""
+        if self.rerank is None:
+            raise ValueError(f"the {self.kind} index keeps no rerank store")
         sq = faiss.downcast_index(self.rerank.index)
         stored = faiss.rev_swig_ptr(self.rerank.id_map.data(), self.rerank.id_map.size())
         codes = faiss.rev_swig_ptr(sq.codes.data(), sq.codes.size()).reshape(-1, sq.code_size)
@@ -277,7 +288,7 @@ class VectorIndex:
     # persistence
 
     def write(self, path: str, rerank_path: str | None) -> None:
-        faiss.write_index(self.index, path)
+        faiss.write_index(self.trained_index, path)
         if self.rerank is not None:
             assert rerank_path is not None
             faiss.write_index(self.rerank, rerank_path)

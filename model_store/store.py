@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from model_store.manifest import MANIFEST_FILE, MEAN_FILE, MODEL_FILE, MODEL_FILES, Manifest
-from model_store.preprocessing import Preprocessor
+from model_store.preprocessing import DEFAULT_MAX_PIXELS, Preprocessor
 
 log = logging.getLogger(__name__)
 VERSION_RE = re.compile(r"^v(\d+)$")
@@ -189,8 +189,8 @@ class ModelVersion:
     def preprocessor(self, max_pixels: int | None = None) -> Preprocessor:
         spec = self.manifest.preprocessing
         mean = np.load(self.path / spec.mean_file, allow_pickle=False)
-        kwargs = {} if max_pixels is None else {"max_pixels": max_pixels}
-        return Preprocessor(mean=mean, resize=spec.resize, crop=spec.crop, scale=spec.scale, **kwargs)
+        limit = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
+        return Preprocessor(mean=mean, resize=spec.resize, crop=spec.crop, scale=spec.scale, max_pixels=limit)
 
 
 def load_version(root: Path, name: str, version: str = "latest", verify: bool = True) -> ModelVersion:

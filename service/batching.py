@@ -176,14 +176,15 @@ class DynamicBatcher:
             *(self._run_share(pieces) for pieces in split_rows([job.crops for job in batch], shares)),
             return_exceptions=True,
         )
-        if errors := [part for part in parts if isinstance(part, BaseException)]:
-            exc = errors[0]
+        results = [part for part in parts if not isinstance(part, BaseException)]
+        if len(results) < len(parts):
+            exc = next(part for part in parts if isinstance(part, BaseException))
             log.error("inference failed on a batch of %d crops", rows, exc_info=exc)
             for job in batch:
                 if not job.future.done():
                     job.future.set_exception(exc)
             return
-        outputs = parts[0] if shares == 1 else tuple(np.concatenate(out) for out in zip(*parts, strict=True))
+        outputs = results[0] if shares == 1 else tuple(np.concatenate(out) for out in zip(*results, strict=True))
         if self._on_batch is not None:
             self._on_batch(rows, len(batch), time.perf_counter() - started)
         offset = 0

@@ -192,12 +192,14 @@ class Engine:
         """All uploads prepared concurrently; the first bad one is reported by its file name (after
         all have finished, so admission is not released while decoding goes on)."""
         results = await asyncio.gather(*(self.prepare(u.data, tta, thumbnail) for u in uploads), return_exceptions=True)
+        prepared = []
         for upload, result in zip(uploads, results, strict=True):
             if isinstance(result, ImageError):
                 raise type(result)(f"{upload.filename}: {result}") from result
             if isinstance(result, BaseException):
                 raise result
-        return results
+            prepared.append(result)
+        return prepared
 
     async def infer_all(self, prepared: Sequence[PreparedImage]) -> list[ImageOutputs]:
         return list(await asyncio.gather(*(self.infer(p.crops) for p in prepared)))

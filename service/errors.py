@@ -8,11 +8,13 @@ anything unexpected is logged with its traceback and answered with a bare 500.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from http import HTTPStatus
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from model_store.gallery import GalleryConflict, UnknownItemError
@@ -144,10 +146,15 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(ServiceError, _service_error)
-    app.add_exception_handler(ImageError, _image_error)
-    app.add_exception_handler(UnknownItemError, _unknown_item)
-    app.add_exception_handler(GalleryConflict, _gallery_conflict)
-    app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(Exception, _unexpected)
+    # each handler takes its own exception type; Starlette's signature says Exception
+    handlers: dict[type[Exception], Callable[[Request, Any], Awaitable[Response]]] = {
+        ServiceError: _service_error,
+        ImageError: _image_error,
+        UnknownItemError: _unknown_item,
+        GalleryConflict: _gallery_conflict,
+        RequestValidationError: _validation_error,
+        StarletteHTTPException: _http_error,
+        Exception: _unexpected,
+    }
+    for exc_type, handler in handlers.items():
+        app.add_exception_handler(exc_type, handler)

@@ -24,7 +24,7 @@ class OpenVinoModel:
 
             raise EngineError("runtime=openvino needs the openvino package (pip install '.[openvino]')") from exc
         core = ov.Core()
-        config = {"INFERENCE_PRECISION_HINT": HINTS[precision], "PERFORMANCE_HINT": "LATENCY"}
+        config: dict[str, str | int] = {"INFERENCE_PRECISION_HINT": HINTS[precision], "PERFORMANCE_HINT": "LATENCY"}
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
         # fp32 and bf16 run the bf16 graph (LRN as one node) when the version has it

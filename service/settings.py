@@ -8,7 +8,7 @@ import re
 import textwrap
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -141,7 +141,7 @@ class Settings(BaseSettings):
     @field_validator("model_name", "model_version", "milvus_uri")
     @classmethod
     def _matches_its_pattern(cls, value: str, info: ValidationInfo) -> str:
-        pattern, message = _PATTERNS[info.field_name]
+        pattern, message = _PATTERNS[str(info.field_name)]
         if not pattern.match(value):
             raise ValueError(message)
         return value
@@ -198,7 +198,7 @@ def add_bind_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, help=f"port (env ALEXNET_PORT; default {fields['port'].default})")
 
 
-def bind_overrides(args: argparse.Namespace) -> dict[str, object]:
+def bind_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The flags of ``add_bind_args`` that were given, as Settings keyword arguments."""
     return {name: getattr(args, name) for name in ("host", "port") if getattr(args, name) is not None}
 

@@ -3,7 +3,7 @@ Changes need the X-API-Key and are on disk before they are answered."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, cast
 
 import numpy as np
 from fastapi import APIRouter, Depends, File, Form, Path, Request, Response, UploadFile
@@ -62,7 +62,7 @@ async def add_to_index(
         np.stack([out.features[0] for out in outputs]),
         labels=labels,
         sources=[f"upload:{upload.filename}" for upload in uploads],
-        thumbnails=[image.thumbnail for image in prepared],
+        thumbnails=cast(list[bytes], [image.thumbnail for image in prepared]),  # thumbnail=True: all made
     )
     return IndexAddResponse(
         ids=[item.id for item in items],

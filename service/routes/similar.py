@@ -52,6 +52,7 @@ async def similar(
         query = SimilarQuery(id=item_id, filename=None, label=item.label, predictions=None)
         hits = await retrieval.search(retrieval.vector(item_id), k, exclude=[item_id])
     else:
+        assert file is not None  # exactly one of the two, checked above
         (upload,) = await read_uploads([file], settings)
         with engine.admit(1):
             (image,) = await engine.prepare_uploads([upload], "ten_crop" if feature == "ten_crop" else "center")
