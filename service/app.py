@@ -15,6 +15,8 @@ from fastapi.middleware.cors import CORSMiddleware
 from service.deps import require_api_key
 from service.errors import install_error_handlers
 from service.metrics import Metrics, MetricsMiddleware
+from service.request_ids import HEADER as REQUEST_ID_HEADER
+from service.request_ids import RequestIdMiddleware
 from service.routes import OPEN_ROUTERS, ROUTERS
 from service.routes.responses import error_responses
 from service.serving import bind_gauges, open_version
@@ -48,16 +50,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.reload_lock = asyncio.Lock()
     bind_gauges(app.state, app.state.metrics)
     install_error_handlers(app)
-    # the last added is the outermost: metrics see every answer, CORS headers go on the 413s too
+    # the last added is the outermost: metrics see every answer, CORS headers go on the 413s too,
+    # and every answer has a request id (but the 500s, which service.errors gives theirs)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "DELETE"],
-            allow_headers=["Content-Type", "X-API-Key"],
+            allow_headers=["Content-Type", "X-API-Key", REQUEST_ID_HEADER],
+            expose_headers=[REQUEST_ID_HEADER],
         )
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
+    app.add_middleware(RequestIdMiddleware)
     key_for_reads = [Depends(require_api_key)] if settings.require_key_for_reads else []
     for router in ROUTERS:
         app.include_router(

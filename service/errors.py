@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from model_store.gallery import GalleryConflict, UnknownItemError
 from model_store.preprocessing import ImageError, ImageTooLargeError
+from service.request_ids import HEADER, request_id
 
 log = logging.getLogger(__name__)
 
@@ -141,8 +142,10 @@ async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     # Starlette re-raises it after this answer, so the server logs the traceback; uvicorn then
     # closes the connection, which the answer announces: a client that reused it would be reset
-    log.error("unhandled %s on %s %s", type(exc).__name__, request.method, request.url.path)
-    return error_response(500, "internal_error", "internal server error", {"Connection": "close"})
+    # Starlette's outermost middleware sends this answer, past RequestIdMiddleware: add the id here
+    rid = request_id(request)
+    log.error("unhandled %s on %s %s (request %s)", type(exc).__name__, request.method, request.url.path, rid)
+    return error_response(500, "internal_error", "internal server error", {"Connection": "close", HEADER: rid})
 
 
 def install_error_handlers(app: FastAPI) -> None:

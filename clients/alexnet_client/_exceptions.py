@@ -77,6 +77,12 @@ class APIStatusError(APIError):
         self.code = code
 
     @property
+    def request_id(self) -> str | None:
+        """The server's id of the request (``X-Request-ID``), which its log names: quote it when
+        reporting a failure."""
+        return self.response.headers.get("x-request-id")
+
+    @property
     def retry_after(self) -> float | None:
         """Seconds the server asked the client to wait (``Retry-After``), if it said."""
         return parse_retry_after(self.response.headers.get("retry-after"))

@@ -203,7 +203,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return handler(client, args)
     except APIStatusError as error:
         code = f" {error.code}" if error.code else ""
-        print(f"{PROG}: error: {error.message} (HTTP {error.status_code}{code})", file=sys.stderr)
+        request = f", request {error.request_id}" if error.request_id else ""
+        print(f"{PROG}: error: {error.message} (HTTP {error.status_code}{code}{request})", file=sys.stderr)
     except APIError as error:
         print(f"{PROG}: error: {error.message}", file=sys.stderr)
     except (OSError, ValueError) as error:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -151,9 +152,12 @@ def test_errors_carry_the_servers_code_and_message(live_url: str, client: Client
         client.classify(b"\xff\xd8\xff\xe0 this is not a JPEG")
     assert corrupt.value.status_code == 400 and corrupt.value.code and corrupt.value.message
 
+    assert corrupt.value.request_id and re.fullmatch(r"[0-9a-f]{32}", corrupt.value.request_id)
+
     with pytest.raises(UnprocessableEntityError) as bad_k:
         client.similar(encoded(picture(64, 64, 1)), k=0)
     assert bad_k.value.code and "k" in bad_k.value.message
+    assert bad_k.value.request_id not in (None, corrupt.value.request_id)
     with pytest.raises(UnprocessableEntityError):
         client.classify(encoded(picture(64, 64, 1)), top_k=0)
 
@@ -209,4 +213,4 @@ def test_cli(live_url: str, capsys: pytest.CaptureFixture[str], tmp_path: Path, 
     capsys.readouterr()
 
     assert cli_main(["--url", live_url, "similar", str(path), "--k", "0"]) == 1
-    assert "(HTTP 422" in capsys.readouterr().err
+    assert re.search(r"\(HTTP 422 invalid_parameter, request [0-9a-f]{32}\)$", capsys.readouterr().err)

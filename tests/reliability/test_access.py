@@ -125,11 +125,13 @@ def test_no_path_traversal_through_ids_and_no_stack_traces(
         assert_error(http.post("/similar", data={"id": "-5"}), {404, 422})
         assert_error(http.post("/similar", data={"id": str(2**70)}), 404, "not_found")
 
-        broken = http.get("/gallery/1/thumbnail")
+        broken = http.get("/gallery/1/thumbnail", headers={"X-Request-ID": "thumb-500"})
         error = assert_error(broken, 500, "internal_error")
+        assert broken.headers["x-request-id"] == "thumb-500"
         assert error["message"] == "internal server error"  # what went wrong stays in the server's log
         assert str(thumbs) not in broken.text and "IsADirectoryError" not in broken.text
         assert broken.headers["connection"] == "close"  # uvicorn drops the connection after a 500: reuse is reset
         assert http.get("/gallery/0/thumbnail").status_code == 200 and http.get("/readyz").status_code == 200
     assert "IsADirectoryError" in server.log()  # logged with its traceback for the operator
+    assert "unhandled IsADirectoryError on GET /gallery/1/thumbnail (request thumb-500)" in server.log()
     assert os.path.isdir(thumbs / "1.jpg")

@@ -120,3 +120,21 @@ def metric(client: httpx.Client, name: str) -> float:
     match = re.search(rf"^{name} (\S+)$", client.get("/metrics").text, re.MULTILINE)
     assert match, name
     return float(match.group(1))
+
+
+def test_every_answer_has_a_request_id(client: httpx.Client) -> None:
+    generated = re.compile(r"[0-9a-f]{32}")
+    ids = [client.get("/healthz").headers["x-request-id"] for _ in range(2)]
+    assert all(generated.fullmatch(rid) for rid in ids) and ids[0] != ids[1]
+    assert client.get("/readyz", headers={"X-Request-ID": "trace-7f:a.b_c"}).headers["x-request-id"] == "trace-7f:a.b_c"
+    for unusable in (b"has space", b"x" * 129, b"\xe9t\xe9", b""):  # replaced, not echoed
+        answer = client.get("/healthz", headers={"X-Request-ID": unusable})
+        assert generated.fullmatch(answer.headers["x-request-id"]), unusable
+    # answers made before any route runs: the body limit, an unknown route
+    too_big = client.post(
+        "/classify",
+        content=b"x" * (4 * 1024 * 1024),
+        headers={"Content-Type": "multipart/form-data; boundary=x", "X-Request-ID": "big-1"},
+    )
+    assert too_big.status_code == 413 and too_big.headers["x-request-id"] == "big-1"
+    assert client.get("/nowhere", headers={"X-Request-ID": "lost-2"}).headers["x-request-id"] == "lost-2"
