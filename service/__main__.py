@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import uvicorn
 from pydantic import ValidationError
 
+from service import logs
 from service.app import create_app
 from service.settings import Settings, add_bind_args, bind_overrides, settings_help
 
@@ -31,18 +32,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO, format=logs.TEXT_FORMAT)
     try:
         settings = Settings(**bind_overrides(args))  # the environment, then the flags over it
     except ValidationError as exc:
         log.error("invalid settings:\n%s", exc)
         return 2
-    logging.getLogger().setLevel(settings.log_level.upper())
-    logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # which CPU build it picked, at length
+    log_config = logs.configure(settings.log_format, settings.log_level)
     uvicorn.run(
         create_app(settings),
         host=settings.host,
         port=settings.port,
+        log_config=log_config,
         log_level=settings.log_level,
         access_log=settings.access_log,
         timeout_graceful_shutdown=10,

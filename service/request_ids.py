@@ -9,6 +9,8 @@ import uuid
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.logs import current_request_id
+
 HEADER = "X-Request-ID"
 _RAW_HEADER = HEADER.lower().encode()
 _TOKEN = re.compile(rb"[A-Za-z0-9._:-]{1,128}")  # what a log line and a header can carry as they are
@@ -39,6 +41,9 @@ class RequestIdMiddleware:
             return
         rid = incoming_id(scope["headers"]) or uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = rid
+        # not reset after: uvicorn serves each request in a task of its own, and writes its access
+        # line and the traceback of a failed request in it after the app has returned
+        current_request_id.set(rid)
         header = (_RAW_HEADER, rid.encode())
 
         async def send_with_id(message: Message) -> None:

@@ -36,6 +36,11 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=1, le=65535, description="port uvicorn listens on (python -m service)")
     log_level: Literal["critical", "error", "warning", "info", "debug"] = Field("info", description="log level")
     access_log: bool = Field(True, description="uvicorn's access log, a line per request")
+    log_format: Literal["text", "json"] = Field(
+        "text",
+        description="text: uvicorn's lines; json: one JSON object per line (time, level, logger, message, and"
+        " request_id for the lines written for a request; the access lines' fields too)",
+    )
     opentelemetry: bool = Field(
         False,
         description="FastAPI's native OpenTelemetry (traces, metrics and logs to the global providers); off, FastAPI"

@@ -1,0 +1,58 @@
+"""The server's logging: uvicorn's plain text (the default), or one JSON object per line
+(``ALEXNET_LOG_FORMAT=json``) for log collectors, each with the request id of the request it was
+written for."""
+
+from __future__ import annotations
+
+import contextvars
+import datetime
+import json
+import logging
+import sys
+
+# Set by RequestIdMiddleware in the task that serves the request, where uvicorn's access line and
+# its traceback of a failed request are written too
+current_request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+_ACCESS_FIELDS = ("client", "method", "path", "http_version", "status")  # uvicorn.access's arguments
+
+
+class JsonFormatter(logging.Formatter):
+    """A record as one line of JSON: time (UTC), level, logger, message, request_id (within a
+    request), exception (a traceback), and for uvicorn's access lines their fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {
+            "time": datetime.datetime.fromtimestamp(record.created, datetime.UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if (request_id := current_request_id.get()) is not None:
+            entry["request_id"] = request_id
+        if record.name == "uvicorn.access" and isinstance(record.args, tuple) and len(record.args) == 5:
+            entry.update(zip(_ACCESS_FIELDS, record.args, strict=True))
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def configure(log_format: str, level: str) -> dict | None:
+    """Set up this process's logging; returns the ``log_config`` for uvicorn.run (None: leave
+    logging as it is set here)."""
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # which CPU build it picked, at length
+    if log_format == "json":
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(JsonFormatter())
+        root = logging.getLogger()
+        root.handlers[:] = [handler]
+        root.setLevel(level.upper())
+        for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):  # through the root handler
+            logging.getLogger(name).handlers[:] = []
+            logging.getLogger(name).propagate = True
+        return None
+    logging.basicConfig(level=level.upper(), format=TEXT_FORMAT, force=True)
+    from uvicorn.config import LOGGING_CONFIG
+
+    return LOGGING_CONFIG
