@@ -227,7 +227,9 @@ def stub_replica(name: str, flaky: bool = False) -> ThreadingHTTPServer:
             length = int(self.headers.get("Content-Length") or 0)
             self.rfile.read(length)
             status = 503 if flaky and self.path == "/flaky" else 200
-            body = json.dumps({"replica": name, "method": self.command, "path": self.path}).encode()
+            body = json.dumps(
+                {"replica": name, "method": self.command, "path": self.path, "request_id": self.headers["X-Request-ID"]}
+            ).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
@@ -276,16 +278,20 @@ def test_nginx_config_balances_and_routes_writes(tmp_path: Path) -> None:
                     break
                 except httpx.TransportError:
                     time.sleep(0.05)
+            # the caller's request id goes through; without one, nginx makes one
+            assert http.get("/readyz", headers={"X-Request-ID": "mine-1"}).json()["request_id"] == "mine-1"
+            assert re.fullmatch(r"[0-9a-f]{32}", http.get("/readyz").json()["request_id"])
             seen = [http.get("/readyz").json()["replica"] for _ in range(6)]
             assert set(seen) == {"api-1", "api-2"}  # round-robin over the replicas
             assert {http.post("/similar", data={"k": "3"}).json()["replica"] for _ in range(4)} == {"api-1", "api-2"}
             for method, path in [("POST", "/index"), ("DELETE", "/index/7"), ("POST", "/admin/reload")]:
-                answer = http.request(method, path).json()
-                assert answer == {"replica": "writer", "method": method, "path": path}
+                answer = http.request(method, path, headers={"X-Request-ID": "w"}).json()
+                assert answer == {"replica": "writer", "method": method, "path": path, "request_id": "w"}
             # a replica's 503 (overloaded, starting) is retried on the other, POSTs included
             assert all(http.post("/flaky").json()["replica"] == "api-2" for _ in range(4))
-            too_large = http.post("/classify", content=b"x" * (32 * 1024 * 1024 + 1))
+            too_large = http.post("/classify", content=b"x" * (32 * 1024 * 1024 + 1), headers={"X-Request-ID": "big"})
             assert too_large.status_code == 413 and too_large.json()["error"]["code"] == "payload_too_large"
+            assert too_large.headers["X-Request-ID"] == "big"
             replicas[0].shutdown()
             replicas[0].server_close()  # a replica goes away: the other answers everything
             assert {http.get("/readyz").json()["replica"] for _ in range(4)} == {"api-2"}
@@ -293,6 +299,7 @@ def test_nginx_config_balances_and_routes_writes(tmp_path: Path) -> None:
             replicas[2].server_close()
             gone = http.post("/index")
             assert gone.status_code == 503 and gone.headers["Retry-After"] == "1"
+            assert re.fullmatch(r"[0-9a-f]{32}", gone.headers["X-Request-ID"])
             assert gone.json()["error"]["code"] == "not_ready"
     finally:
         process.terminate()
