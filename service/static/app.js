@@ -12,10 +12,11 @@ const TOP_K = 5;
 const $ = (id) => document.getElementById(id);
 
 class ApiError extends Error {
-  constructor(status, code, message) {
+  constructor(status, code, message, requestId = null) {
     super(message);
     this.status = status;
     this.code = code;
+    this.requestId = requestId; // the server's X-Request-ID, which its logs name
   }
 }
 
@@ -23,15 +24,16 @@ class ApiError extends Error {
 
 async function errorFrom(response) {
   // the service answers {"error": {"code", "message"}}; anything else (a proxy's page) is shown as is
+  const requestId = response.headers.get("X-Request-ID");
   try {
     const body = await response.json();
     if (body && body.error && typeof body.error.message === "string") {
-      return new ApiError(response.status, body.error.code, body.error.message);
+      return new ApiError(response.status, body.error.code, body.error.message, requestId);
     }
   } catch (_) {
     // not JSON
   }
-  return new ApiError(response.status, "http_error", `${response.status} ${response.statusText}`.trim());
+  return new ApiError(response.status, "http_error", `${response.status} ${response.statusText}`.trim(), requestId);
 }
 
 async function send(path, options) {
@@ -85,6 +87,8 @@ function showError(err) {
   $("error-message").textContent = err.message;
   $("error-status").textContent = err.status ? String(err.status) : "none (no answer)";
   $("error-code").textContent = err.code;
+  $("error-request").textContent = err.requestId || "";
+  $("error-request-detail").hidden = !err.requestId;
   $("error").hidden = false;
   $("results").hidden = true;
   setState("error", "");

@@ -50,6 +50,7 @@ return {
   query_src: img.getAttribute('src'), query_alt: img.alt, query_loaded: img.complete && img.naturalWidth > 0,
   results_shown: !document.getElementById('results').hidden, error_shown: !document.getElementById('error').hidden,
   error_message: text('error-message'), error_code: text('error-code'), error_status: text('error-status'),
+  error_request: document.getElementById('error-request-detail').hidden ? null : text('error-request'),
 }"""
 
 
