@@ -78,8 +78,8 @@ class APIStatusError(APIError):
 
     @property
     def request_id(self) -> str | None:
-        """The server's id of the request (``X-Request-ID``), which its log names: quote it when
-        reporting a failure."""
+        """The server's id of the request (``X-Request-ID``), which its JSON log lines carry: quote
+        it when reporting a failure."""
         return self.response.headers.get("x-request-id")
 
     @property
