@@ -1,10 +1,11 @@
-"""The server's logging: uvicorn's plain text (the default), or one JSON object per line
-(``ALEXNET_LOG_FORMAT=json``) for log collectors, each with the request id of the request it was
-written for."""
+"""The server's logging: uvicorn's plain text (the default; access lines end with the request id),
+or one JSON object per line (``ALEXNET_LOG_FORMAT=json``) for log collectors, each with the request
+id of the request it was written for."""
 
 from __future__ import annotations
 
 import contextvars
+import copy
 import datetime
 import json
 import logging
@@ -55,4 +56,16 @@ def configure(log_format: str, level: str) -> dict | None:
     logging.basicConfig(level=level.upper(), format=TEXT_FORMAT, force=True)
     from uvicorn.config import LOGGING_CONFIG
 
-    return LOGGING_CONFIG
+    config = copy.deepcopy(LOGGING_CONFIG)  # uvicorn's, with the request id at the end of access lines
+    config["formatters"]["access"]["fmt"] += " [%(request_id)s]"
+    config["filters"] = {"request_id": {"()": RequestIdFilter}}
+    config["handlers"]["access"]["filters"] = ["request_id"]
+    return config
+
+
+class RequestIdFilter(logging.Filter):
+    """Adds ``request_id`` (the request's, or "-") to the records it passes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = current_request_id.get() or "-"
+        return True

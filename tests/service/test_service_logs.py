@@ -33,3 +33,9 @@ def test_json_logs_carry_the_request_id(start_service, private_store: Path, tiny
     failure = [e for e in entries if e.get("request_id") == "fail-2" and "exception" in e]
     assert failure and "IsADirectoryError" in failure[0]["exception"]
     assert any(e["message"].endswith("(request fail-2)") for e in entries if e["level"] == "ERROR")
+
+
+def test_text_access_lines_end_with_the_request_id(start_service, private_store: Path) -> None:
+    server = start_service(private_store, access_log="true")  # log_format: text, the default
+    assert httpx.get(f"{server.url}/healthz", headers={"X-Request-ID": "t-1"}, timeout=10).status_code == 200
+    assert '"GET /healthz HTTP/1.1" 200 OK [t-1]' in server.log()
