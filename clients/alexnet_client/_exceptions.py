@@ -78,7 +78,7 @@ class APIStatusError(APIError):
 
     @property
     def request_id(self) -> str | None:
-        """The server's id of the request (``X-Request-ID``), which its JSON log lines carry: quote
+        """The server's id of the request (``X-Request-ID``), which its log lines carry: quote
         it when reporting a failure."""
         return self.response.headers.get("x-request-id")
 

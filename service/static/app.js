@@ -16,7 +16,7 @@ class ApiError extends Error {
     super(message);
     this.status = status;
     this.code = code;
-    this.requestId = requestId; // the server's X-Request-ID, which its JSON log lines carry
+    this.requestId = requestId; // the server's X-Request-ID, which its log lines carry
   }
 }
 

@@ -127,7 +127,7 @@ def test_a_bad_file_shows_the_servers_message_and_the_next_query_recovers(
     text = shown_text(browser)
     assert text["error_shown"] and not text["results_shown"]
     assert (text["error_message"], text["error_code"], text["error_status"]) == (error["message"], error["code"], "400")
-    assert re.fullmatch(r"[0-9a-f]{32}", text["error_request"])  # the id the server's JSON logs carry
+    assert re.fullmatch(r"[0-9a-f]{32}", text["error_request"])  # the id the server's logs carry
     assert browser.find_element(By.ID, "error").get_attribute("role") == "alert"
 
     assert query_file(browser, query_photo(live_service), WAIT_S) == "done"
