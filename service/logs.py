@@ -43,15 +43,10 @@ def configure(log_format: str, level: str) -> dict | None:
     """Set up this process's logging; returns the ``log_config`` for uvicorn.run (None: leave
     logging as it is set here)."""
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # which CPU build it picked, at length
-    if log_format == "json":
+    if log_format == "json":  # uvicorn's loggers, left unconfigured, pass their records to the root's
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(JsonFormatter())
-        root = logging.getLogger()
-        root.handlers[:] = [handler]
-        root.setLevel(level.upper())
-        for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):  # through the root handler
-            logging.getLogger(name).handlers[:] = []
-            logging.getLogger(name).propagate = True
+        logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
         return None
     logging.basicConfig(level=level.upper(), format=TEXT_FORMAT, force=True)
     from uvicorn.config import LOGGING_CONFIG

@@ -38,8 +38,9 @@ class Settings(BaseSettings):
     access_log: bool = Field(True, description="uvicorn's access log, a line per request")
     log_format: Literal["text", "json"] = Field(
         "text",
-        description="text: uvicorn's lines; json: one JSON object per line (time, level, logger, message, and"
-        " request_id for the lines written for a request; the access lines' fields too)",
+        description="text: uvicorn's lines (access lines end with the request id); json: one JSON object per line"
+        " (time, level, logger, message, and request_id for the lines written for a request; the access lines'"
+        " fields too)",
     )
     opentelemetry: bool = Field(
         False,

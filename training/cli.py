@@ -187,9 +187,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     os.environ["ALEXNET_STORE_ROOT"] = str(args.store_root)
     os.environ["ALEXNET_MODEL_NAME"] = args.model_name
     from service.__main__ import main as serve
+    from service.settings import bind_overrides
 
-    bind = [f"--{name}={value}" for name, value in (("host", args.host), ("port", args.port)) if value is not None]
-    return serve(bind)
+    return serve([f"--{name}={value}" for name, value in bind_overrides(args).items()])
 
 
 def _print_version(version_dir: Path) -> None:
