@@ -254,3 +254,18 @@ def test_train_command_without_the_dataset_fails_clearly(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "dataset not found" in err and "ALEXNET_DATA" in err
     assert not (tmp_path / "run").exists()  # nothing written before the data is there
+
+
+def test_cosine_schedule_warms_up_then_decays_to_zero(tmp_path):
+    from training.train import scheduled_lr
+
+    cfg = small_config(tmp_path, lr=0.02, epochs=4, lr_schedule="cosine", warmup_epochs=1.0)
+    assert scheduled_lr(cfg, 0.5) == pytest.approx(0.01)  # half-way through the warm-up
+    assert scheduled_lr(cfg, 2.0) == pytest.approx(0.01)  # half-way through the cosine: lr / 2
+    assert scheduled_lr(cfg, 4.0) == pytest.approx(0.0, abs=1e-12)
+    assert scheduled_lr(small_config(tmp_path, warmup_epochs=1.0), 2.0) is None  # the plateau schedule's turn
+    run = train(small_config(tmp_path, epochs=2, lr=0.02, lr_schedule="cosine", init="kaiming", input_scale=1 / 64))
+    lrs = [json.loads(line)["lr"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert lrs == pytest.approx([0.01, 0.0], abs=1e-9)  # the rate each epoch ended with
+    with pytest.raises(ValueError, match="lr_schedule"):
+        train(small_config(tmp_path / "bad", lr_schedule="step"))

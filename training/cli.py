@@ -6,7 +6,10 @@ alexnet evaluate --run D centre-crop and 10-crop top-1/top-5 and mean per-class 
 alexnet export --run D   export a run's best checkpoint to ONNX and check parity (no publishing)
 alexnet index ...        (re)build the gallery index of a published version
 alexnet models           list the published models, versions and their test metrics
-alexnet serve            serve the latest published model (building the default model first when
+alexnet ship --run D     pack a run into the shipped artifact (shipped/<model>/: int8 weights, provenance)
+alexnet install          publish the shipped artifact into the store (ONNX, parity check, gallery index)
+alexnet build-default    install the shipped model when the store has none (--from-scratch: train one)
+alexnet serve            serve the latest published model (installing the shipped model first when
                          the store is empty and --build-if-missing is given)
 """
 
@@ -66,6 +69,9 @@ def _config_from(args: argparse.Namespace):
     from training.train import TrainConfig
 
     return TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
+
+
+FROM_SCRATCH_HELP = "train the default model here (--build-epochs) instead of installing the shipped one"
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -146,10 +152,18 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_default_model(store_root: Path, model_name: str, epochs: int) -> Path:
-    """Train the default model on Caltech-101 (train30) and publish it with its gallery index."""
+def build_default_model(store_root: Path, model_name: str, epochs: int, from_scratch: bool = False) -> Path:
+    """Publish the default model with its gallery index: the shipped one (``shipped/<model_name>``),
+    or, with ``from_scratch`` (or when nothing is shipped under that name), one trained here on
+    Caltech-101's train30 for ``epochs``."""
     from training.pipeline import publish_run
+    from training.shipped import SHIPPED_ROOT, install
     from training.train import TrainConfig, train
+
+    artifact = SHIPPED_ROOT / model_name
+    if not from_scratch and artifact.is_dir():
+        logging.getLogger(__name__).info("the store has no %s: installing the shipped model %s", model_name, artifact)
+        return install(artifact, store_root, model_name)
 
     cfg = TrainConfig(out=f"runs/{model_name}-default", epochs=epochs, **DEFAULT_MODEL_DEVIATIONS)
     logging.getLogger(__name__).info(
@@ -168,7 +182,31 @@ def cmd_build_default(args: argparse.Namespace) -> int:
     if list_versions(args.store_root, args.model_name) and not args.force:
         print(f"{args.model_name} is already published under {args.store_root} (pass --force to build another version)")
         return 0
-    _print_version(build_default_model(args.store_root, args.model_name, args.epochs))
+    _print_version(build_default_model(args.store_root, args.model_name, args.epochs, args.from_scratch))
+    return 0
+
+
+def cmd_ship(args: argparse.Namespace) -> int:
+    import shlex
+
+    from training.pipeline import load_run
+    from training.shipped import SHIPPED_ROOT, pack
+
+    out = args.out or SHIPPED_ROOT / args.model_name
+    command = (
+        "alexnet " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if args.command_line is None else args.command_line
+    )
+    provenance = pack(load_run(args.run), args.run, out, command, evaluate_test=not args.skip_eval)
+    print(f"packed {args.run} into {out}: {provenance['weights']['bytes'] / 1e6:.1f} MB")
+    print(json.dumps(provenance["metrics"], indent=2))
+    return 0
+
+
+def cmd_install(args: argparse.Namespace) -> int:
+    from training.shipped import SHIPPED_ROOT, install
+
+    artifact = args.artifact or SHIPPED_ROOT / args.model_name
+    _print_version(install(artifact, args.store_root, args.model_name, index=not args.no_index))
     return 0
 
 
@@ -183,7 +221,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 2
-        build_default_model(args.store_root, args.model_name, args.build_epochs)
+        build_default_model(args.store_root, args.model_name, args.build_epochs, args.from_scratch)
     os.environ["ALEXNET_STORE_ROOT"] = str(args.store_root)
     os.environ["ALEXNET_MODEL_NAME"] = args.model_name
     from service.__main__ import main as serve
@@ -262,7 +300,21 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"epochs (env ALEXNET_BUILD_EPOCHS; default {DEFAULT_BUILD_EPOCHS})",
     )
     p.add_argument("--force", action="store_true", help="build a new version even when one is published")
+    p.add_argument("--from-scratch", action="store_true", help=FROM_SCRATCH_HELP)
     p.set_defaults(func=cmd_build_default)
+
+    p = sub.add_parser("ship", help="pack a run into the shipped artifact (int8 weights, parity logits, provenance)")
+    p.add_argument("--run", type=Path, required=True, help="run folder (with best.pt)")
+    p.add_argument("--out", type=Path, default=None, help="artifact folder (default: shipped/<model name>)")
+    p.add_argument("--skip-eval", action="store_true", help="pack without evaluating on the test split")
+    _store_args(p)
+    p.set_defaults(func=cmd_ship)
+
+    p = sub.add_parser("install", help="publish the shipped artifact into the store, with its gallery index")
+    p.add_argument("--artifact", type=Path, default=None, help="artifact folder (default: shipped/<model name>)")
+    p.add_argument("--no-index", action="store_true", help="publish without building the gallery index")
+    _store_args(p)
+    p.set_defaults(func=cmd_install)
 
     from service.settings import add_bind_args, settings_help
 
@@ -276,8 +328,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--build-if-missing",
         action="store_true",
-        help="train and publish the default model first when the store has none",
+        help="install the shipped model (or, with --from-scratch, train one) first when the store has none",
     )
+    p.add_argument("--from-scratch", action="store_true", help=FROM_SCRATCH_HELP)
     p.add_argument(
         "--build-epochs",
         type=int,
@@ -298,8 +351,10 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - one clear line for the command line, the trace in the log
         from model_store.store import StoreError
         from training.data import DatasetError
+        from training.export import ParityError
+        from training.shipped import ArtifactError
 
-        if isinstance(exc, DatasetError | StoreError | FileExistsError):
+        if isinstance(exc, DatasetError | StoreError | FileExistsError | ArtifactError | ParityError):
             print(f"alexnet {args.command}: {exc}", file=sys.stderr)
             return 2
         raise

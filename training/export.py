@@ -128,3 +128,28 @@ def check_parity(model: AlexNet, onnx_path: Path, images: np.ndarray, rtol: floa
     if report.rel_logits > rtol or report.rel_features > rtol:
         raise ParityError(f"ONNX Runtime differs from PyTorch past rtol={rtol}: {report}")
     return report
+
+
+def check_recorded_logits(
+    onnx_path: Path, images: np.ndarray, recorded: np.ndarray, rtol: float = DEFAULT_RTOL
+) -> dict[str, float]:
+    """ONNX Runtime on ``images`` against logits recorded elsewhere (at training time, for a shipped
+    model): raises ParityError past ``rtol`` (max abs difference over the largest recorded magnitude)."""
+    import onnxruntime as ort
+
+    sig = OnnxSignature()
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    logits = session.run([sig.logits], {sig.input: images})[0]
+    recorded = np.asarray(recorded, dtype=np.float32)
+    if logits.shape != recorded.shape:
+        raise ParityError(f"recorded logits have shape {recorded.shape}, ONNX Runtime gave {logits.shape}")
+    report = {
+        "batch": len(images),
+        "max_abs_logits": float(np.abs(logits - recorded).max()),
+        "rel_logits": _relative(logits, recorded),
+        "top1_agreement": float((logits.argmax(1) == recorded.argmax(1)).mean()),
+    }
+    log.info("parity with the recorded logits: %s", report)
+    if report["rel_logits"] > rtol or report["top1_agreement"] < 1.0:
+        raise ParityError(f"ONNX Runtime differs from the logits recorded at training time past rtol={rtol}: {report}")
+    return report

@@ -29,7 +29,7 @@ from model_store.preprocessing import Preprocessor
 from model_store.store import publish_version
 from training.data import TEST_SPLIT_OF, ImageFolder, load_squares
 from training.evaluate import EvalResult, evaluate, torch_logits_fn
-from training.export import check_parity, export_onnx
+from training.export import check_parity, check_recorded_logits, export_onnx
 from training.model import AlexNet, build_alexnet
 from training.quantize import AGREEMENT_IMAGES, CALIBRATION_IMAGES, agreement, quantize_int8
 from training.train import CHECKPOINT_BEST, TrainConfig, read_metrics
@@ -102,6 +102,8 @@ def deviations(cfg: TrainConfig) -> dict[str, object]:
         "weight_decay",
         "max_lr_drops",
         "dropout",
+        "label_smoothing",
+        "lr_schedule",
         "mean_kind",
         "pca_std",
         "resize",
@@ -185,12 +187,42 @@ def publish_run(
         metrics["train_images_per_second"] = float(np.mean([r["images_per_second"] for r in history]))
     if evaluate_test:
         metrics["test"] = {tta: r.as_dict() for tta, r in evaluate_run(run, split, dev).items()}
+    curves = Path(run_dir) / "curves.png"
+    return publish_model(
+        run,
+        metrics,
+        store_root,
+        model_name,
+        split,
+        index=index,
+        fast_paths=fast_paths,
+        extra_files={"curves.png": curves} if curves.is_file() else None,
+    )
+
+
+def publish_model(
+    run: LoadedRun,
+    metrics: dict[str, object],
+    store_root: Path,
+    model_name: str,
+    test_split: str,
+    *,
+    index: bool = True,
+    fast_paths: bool = True,
+    reference_logits: np.ndarray | None = None,
+    extra_files: dict[str, Path] | None = None,
+) -> Path:
+    """Export ``run.model`` to ONNX, check ONNX Runtime against PyTorch on real test images (and, when
+    ``reference_logits`` are given, against those logits recorded for ``parity_images(run, test_split)``),
+    publish the version with ``metrics`` and build its gallery index from the training split."""
     with tempfile.TemporaryDirectory() as tmp:
         tmp_dir = Path(tmp)
         onnx_path = export_onnx(run.model, tmp_dir / MODEL_FILE, run.config.crop)
-        parity_crops = parity_images(run, split)
+        parity_crops = parity_images(run, test_split)
         metrics["onnx_parity"] = check_parity(run.model, onnx_path, parity_crops).as_dict()
-        files = {}
+        if reference_logits is not None:
+            metrics["recorded_parity"] = check_recorded_logits(onnx_path, parity_crops, reference_logits)
+        files = dict(extra_files or {})
         if fast_paths:  # the fast CPU paths: OpenVINO's bf16 graph and the int8 model
             bf16_path = export_onnx(run.model, tmp_dir / BF16_MODEL_FILE, run.config.crop, lrn_node=True)
             metrics["bf16_graph_parity"] = check_parity(run.model, bf16_path, parity_crops).as_dict()
@@ -198,15 +230,12 @@ def publish_run(
             calibration = split_crops(run, run.config.split, CALIBRATION_IMAGES)
             int8_path = quantize_int8(onnx_path, tmp_dir / INT8_MODEL_FILE, calibration)
             metrics["int8"] = {"calibration_images": len(calibration), "calibration_split": run.config.split}
-            metrics["int8"] |= agreement(onnx_path, int8_path, split_crops(run, split, AGREEMENT_IMAGES))
+            metrics["int8"] |= agreement(onnx_path, int8_path, split_crops(run, test_split, AGREEMENT_IMAGES))
             log.info("int8 vs fp32: %s", metrics["int8"])
             files[INT8_MODEL_FILE] = int8_path
         np.save(tmp_dir / MEAN_FILE, run.mean.astype(np.float32))
         (tmp_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
         files |= {MODEL_FILE: onnx_path, MEAN_FILE: tmp_dir / MEAN_FILE, METRICS_FILE: tmp_dir / METRICS_FILE}
-        curves = Path(run_dir) / "curves.png"
-        if curves.is_file():
-            files["curves.png"] = curves
         manifest = Manifest(
             name=model_name,
             labels=run.classes,

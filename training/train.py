@@ -57,6 +57,13 @@ class TrainConfig:
     lr: float = field(default=0.01, metadata={"help": "initial learning rate"})
     momentum: float = field(default=0.9, metadata={"help": "SGD momentum"})
     weight_decay: float = field(default=5e-4, metadata={"help": "weight decay"})
+    lr_schedule: str = field(
+        default="plateau",
+        metadata={
+            "help": "'plateau' (the paper: lr /= 10 when the validation error stops improving) or 'cosine' "
+            "(a deviation: lr follows a half cosine from --lr to 0 over --epochs, step by step)"
+        },
+    )
     lr_patience: int = field(default=5, metadata={"help": "epochs without a better validation error before lr /= 10"})
     max_lr_drops: int = field(default=3, metadata={"help": "stop after this many drops once the error stops improving"})
     warmup_epochs: float = field(
@@ -74,6 +81,9 @@ class TrainConfig:
         },
     )
     dropout: float = field(default=0.5, metadata={"help": "dropout on fc6 and fc7"})
+    label_smoothing: float = field(
+        default=0.0, metadata={"help": "deviation: cross-entropy label smoothing (paper: 0)"}
+    )
     mean_kind: str = field(default="image", metadata={"help": "'image' (the paper) or 'channel' (a deviation)"})
     pca_std: float = field(default=0.1, metadata={"help": "std of the PCA colour-noise alphas; 0 turns it off"})
     resize: int = field(default=256, metadata={"help": "side of the square images crops are taken from"})
@@ -170,6 +180,16 @@ def autocast(rt: Runtime):
     return torch.autocast(rt.device.type, dtype=rt.amp_dtype or torch.float32, enabled=rt.amp_dtype is not None)
 
 
+def scheduled_lr(cfg: TrainConfig, progress: float) -> float | None:
+    """The learning rate at ``progress`` epochs into training, where the step schedule sets it (warm-up, cosine);
+    None where the plateau schedule is in charge."""
+    if cfg.warmup_epochs and progress <= cfg.warmup_epochs:
+        return cfg.lr * progress / cfg.warmup_epochs
+    if cfg.lr_schedule == "cosine":
+        return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress / cfg.epochs)))
+    return None
+
+
 def train_one_epoch(
     model,
     optimizer,
@@ -200,11 +220,11 @@ def train_one_epoch(
             images = images.contiguous(memory_format=torch.channels_last)
         with autocast(rt):
             logits, _ = model(images)
-            loss = F.cross_entropy(logits.float(), targets)
-        if cfg.warmup_epochs and epoch < cfg.warmup_epochs:
-            ramp = (epoch * steps + step + 1) / (cfg.warmup_epochs * steps)
+            loss = F.cross_entropy(logits.float(), targets, label_smoothing=cfg.label_smoothing)
+        lr = scheduled_lr(cfg, epoch + (step + 1) / steps)
+        if lr is not None:
             for group in optimizer.param_groups:
-                group["lr"] = cfg.lr * min(1.0, ramp)
+                group["lr"] = lr
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         if cfg.clip_grad_norm:
@@ -269,6 +289,8 @@ def save_checkpoint(path: Path, **state) -> None:
 
 def train(cfg: TrainConfig) -> Path:
     """Train and return the run folder (best.pt, last.pt, metrics.jsonl, config.json, curves.png)."""
+    if cfg.lr_schedule not in ("plateau", "cosine"):
+        raise ValueError(f"lr_schedule must be 'plateau' or 'cosine', got {cfg.lr_schedule!r}")
     rt = setup_runtime(cfg)
     torch.manual_seed(cfg.seed + rt.rank)
     out = Path(cfg.out)
@@ -333,10 +355,11 @@ def train(cfg: TrainConfig) -> Path:
         record |= validate(model, data, pre, rt)
         record["lr"] = optimizer.param_groups[0]["lr"]  # the rate this epoch ended with
         val_error = record.get("val_top1_error", record["train_loss"])
-        lr_before = optimizer.param_groups[0]["lr"]
-        scheduler.step(val_error)
-        if optimizer.param_groups[0]["lr"] < lr_before:
-            state["lr_drops"] += 1
+        if cfg.lr_schedule == "plateau":
+            lr_before = optimizer.param_groups[0]["lr"]
+            scheduler.step(val_error)
+            if optimizer.param_groups[0]["lr"] < lr_before:
+                state["lr_drops"] += 1
         improved = val_error < state["best_val_error"]
         state["best_val_error"] = min(val_error, state["best_val_error"])
         state["epoch"] = epoch + 1
