@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from model_store.manifest import (
     BF16_MODEL_FILE,
@@ -31,6 +30,7 @@ from training.data import TEST_SPLIT_OF, ImageFolder, load_squares
 from training.evaluate import EvalResult, evaluate, torch_logits_fn
 from training.export import check_parity, check_recorded_logits, export_onnx
 from training.model import AlexNet, build_alexnet
+from training.progress import progress
 from training.quantize import AGREEMENT_IMAGES, CALIBRATION_IMAGES, agreement, quantize_int8
 from training.train import CHECKPOINT_BEST, TrainConfig, read_metrics
 
@@ -127,8 +127,7 @@ def evaluate_run(run: LoadedRun, split: str, device: torch.device, batch_images:
     model = run.model.to(device)
 
     def bar(tta: str):
-        progress = tqdm(total=len(samples), desc=f"test {tta}", leave=False, dynamic_ncols=True)
-        return progress.update
+        return progress(len(samples), f"test {tta} on {split}").update
 
     results = evaluate(
         torch_logits_fn(model, device), squares, labels, pre, batch_images=batch_images, progress_factory=bar

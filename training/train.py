@@ -25,11 +25,11 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data.distributed import DistributedSampler
-from tqdm import tqdm
 
 from model_store.preprocessing import Preprocessor
 from training.data import ColorStats, ImageFolder, augment_batch, color_stats, load_squares, stratified_holdout
 from training.model import VARIANTS, AlexNet, build_alexnet
+from training.progress import progress
 
 log = logging.getLogger(__name__)
 CHECKPOINT_LAST = "last.pt"
@@ -210,8 +210,8 @@ def train_one_epoch(
         steps = min(steps, cfg.max_steps_per_epoch)
     totals = torch.zeros(3, device=rt.device)  # loss sum, correct, seen
     start = time.perf_counter()
-    bar = tqdm(range(steps), desc=f"epoch {epoch}", disable=not rt.is_main, leave=False, dynamic_ncols=True)
-    for step in bar:
+    bar = progress(steps, f"epoch {epoch + 1}", enabled=rt.is_main)
+    for step in range(steps):
         idx = np.sort(np.array(order[step * per_rank : (step + 1) * per_rank]))
         squares = torch.from_numpy(np.ascontiguousarray(data.train_squares[idx])).to(rt.device, non_blocking=True)
         targets = torch.from_numpy(data.train_labels[idx]).to(rt.device, non_blocking=True)
@@ -245,6 +245,8 @@ def train_one_epoch(
             bar.set_postfix(
                 loss=f"{totals[0].item() / seen:.3f}", acc=f"{totals[1].item() / seen:.3f}", img_s=f"{rate:.0f}"
             )
+        bar.update(1)
+    bar.close()
     if rt.world_size > 1:
         dist.all_reduce(totals)
     elapsed = time.perf_counter() - start
