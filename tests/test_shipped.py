@@ -19,6 +19,7 @@ from training.model import build_alexnet
 from training.pipeline import load_run
 from training.shipped import (
     PARITY_FILE,
+    PART_BYTES,
     PROVENANCE_FILE,
     SHIPPED_ROOT,
     ArtifactError,
@@ -55,8 +56,8 @@ def test_int8_per_channel_weights_round_trip_within_half_a_step():
 
 
 @pytest.fixture(scope="module")
-def tiny_artifact(tmp_path_factory) -> Path:
-    """A real few-step run on 3 classes, packed in parts of 1 MiB (so the reassembly is exercised)."""
+def tiny_run(tmp_path_factory) -> Path:
+    """A real few-step run on 3 classes."""
     work = tmp_path_factory.mktemp("ship")
     cfg = TrainConfig(
         data=str(CALTECH_ROOT),
@@ -69,9 +70,23 @@ def tiny_artifact(tmp_path_factory) -> Path:
         init="kaiming",
         input_scale=1 / 64,
     )
-    run_dir = train(cfg)
-    pack(load_run(run_dir), run_dir, work / "artifact", evaluate_test=False, part_bytes=2**20)
-    return work / "artifact"
+    return train(cfg)
+
+
+@pytest.fixture(scope="module")
+def tiny_artifact(tiny_run) -> Path:
+    """The tiny run packed in parts of 1 MiB (so the reassembly is exercised)."""
+    pack(load_run(tiny_run), tiny_run, tiny_run.parent / "artifact", evaluate_test=False, part_bytes=2**20)
+    return tiny_run.parent / "artifact"
+
+
+def test_the_ship_command_packs_a_run(tiny_run, tmp_path, capsys):
+    assert alexnet_cli(["ship", "--run", str(tiny_run), "--out", str(tmp_path / "a"), "--skip-eval"]) == 0
+    assert "packed" in capsys.readouterr().out
+    provenance = read_provenance(tmp_path / "a")
+    parts = provenance["weights"]["parts"]
+    assert len(parts) == -(-provenance["weights"]["bytes"] // PART_BYTES) > 1  # ~55 MB of int8 in 15 MiB parts
+    assert all((tmp_path / "a" / part["file"]).stat().st_size <= PART_BYTES for part in parts)
 
 
 def test_pack_writes_parts_under_the_limit_and_a_provenance(tiny_artifact):
@@ -150,3 +165,20 @@ def test_the_committed_shipped_model_is_intact_and_within_the_limits(tmp_path):
     manifest = load_version(tmp_path / "store", "alexnet-caltech101").manifest
     assert manifest.metrics["recorded_parity"]["top1_agreement"] == 1.0 and version_dir.name == "v1"
     assert len(manifest.labels) == 101
+
+
+def test_build_default_installs_the_shipped_model_with_its_gallery_once(tiny_artifact, tmp_path, capsys):
+    shipped_root = tmp_path / "shipped"
+    shipped_root.mkdir()
+    _copy(tiny_artifact, shipped_root / "tiny")
+    args = ["build-default", "--store-root", str(tmp_path / "store"), "--model-name", "tiny"]
+    assert alexnet_cli([*args, "--shipped-root", str(shipped_root)]) == 0
+    version = load_version(tmp_path / "store", "tiny")
+    assert version.manifest.metrics["source"].startswith("shipped artifact tiny")
+    gallery = json.loads((version.index_dir / "gallery.json").read_text())
+    labels = {item["label"] for item in gallery["items"]}
+    assert len(gallery["items"]) == 90  # train30 of 3 classes
+    assert labels == set(read_provenance(tiny_artifact)["classes"])  # the training split of its 3 classes
+    assert alexnet_cli([*args, "--shipped-root", str(shipped_root)]) == 0
+    assert "already published" in capsys.readouterr().out
+    assert list_versions(tmp_path / "store", "tiny") == ["v1"]

@@ -72,6 +72,7 @@ def _config_from(args: argparse.Namespace):
 
 
 FROM_SCRATCH_HELP = "train the default model here (--build-epochs) instead of installing the shipped one"
+SHIPPED_ROOT_HELP = "folder of shipped artifacts, one per model name (default: shipped/ in this checkout)"
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -152,15 +153,17 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_default_model(store_root: Path, model_name: str, epochs: int, from_scratch: bool = False) -> Path:
-    """Publish the default model with its gallery index: the shipped one (``shipped/<model_name>``),
-    or, with ``from_scratch`` (or when nothing is shipped under that name), one trained here on
-    Caltech-101's train30 for ``epochs``."""
+def build_default_model(
+    store_root: Path, model_name: str, epochs: int, from_scratch: bool = False, shipped_root: Path | None = None
+) -> Path:
+    """Publish the default model with its gallery index: the shipped one (``<shipped_root>/<model_name>``,
+    by default ``shipped/`` in this checkout), or, with ``from_scratch`` (or when nothing is shipped under
+    that name), one trained here on Caltech-101's train30 for ``epochs``."""
     from training.pipeline import publish_run
     from training.shipped import SHIPPED_ROOT, install
     from training.train import TrainConfig, train
 
-    artifact = SHIPPED_ROOT / model_name
+    artifact = (shipped_root or SHIPPED_ROOT) / model_name
     if not from_scratch and artifact.is_dir():
         logging.getLogger(__name__).info("the store has no %s: installing the shipped model %s", model_name, artifact)
         return install(artifact, store_root, model_name)
@@ -182,21 +185,18 @@ def cmd_build_default(args: argparse.Namespace) -> int:
     if list_versions(args.store_root, args.model_name) and not args.force:
         print(f"{args.model_name} is already published under {args.store_root} (pass --force to build another version)")
         return 0
-    _print_version(build_default_model(args.store_root, args.model_name, args.epochs, args.from_scratch))
+    _print_version(
+        build_default_model(args.store_root, args.model_name, args.epochs, args.from_scratch, args.shipped_root)
+    )
     return 0
 
 
 def cmd_ship(args: argparse.Namespace) -> int:
-    import shlex
-
     from training.pipeline import load_run
     from training.shipped import SHIPPED_ROOT, pack
 
     out = args.out or SHIPPED_ROOT / args.model_name
-    command = (
-        "alexnet " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if args.command_line is None else args.command_line
-    )
-    provenance = pack(load_run(args.run), args.run, out, command, evaluate_test=not args.skip_eval)
+    provenance = pack(load_run(args.run), args.run, out, evaluate_test=not args.skip_eval)
     print(f"packed {args.run} into {out}: {provenance['weights']['bytes'] / 1e6:.1f} MB")
     print(json.dumps(provenance["metrics"], indent=2))
     return 0
@@ -206,7 +206,10 @@ def cmd_install(args: argparse.Namespace) -> int:
     from training.shipped import SHIPPED_ROOT, install
 
     artifact = args.artifact or SHIPPED_ROOT / args.model_name
-    _print_version(install(artifact, args.store_root, args.model_name, index=not args.no_index))
+    version_dir = install(
+        artifact, args.store_root, args.model_name, index=not args.no_index, fast_paths=args.fast_paths
+    )
+    _print_version(version_dir)
     return 0
 
 
@@ -221,7 +224,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 2
-        build_default_model(args.store_root, args.model_name, args.build_epochs, args.from_scratch)
+        build_default_model(args.store_root, args.model_name, args.build_epochs, args.from_scratch, args.shipped_root)
     os.environ["ALEXNET_STORE_ROOT"] = str(args.store_root)
     os.environ["ALEXNET_MODEL_NAME"] = args.model_name
     from service.__main__ import main as serve
@@ -301,6 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--force", action="store_true", help="build a new version even when one is published")
     p.add_argument("--from-scratch", action="store_true", help=FROM_SCRATCH_HELP)
+    p.add_argument("--shipped-root", type=Path, default=None, help=SHIPPED_ROOT_HELP)
     p.set_defaults(func=cmd_build_default)
 
     p = sub.add_parser("ship", help="pack a run into the shipped artifact (int8 weights, parity logits, provenance)")
@@ -313,6 +317,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("install", help="publish the shipped artifact into the store, with its gallery index")
     p.add_argument("--artifact", type=Path, default=None, help="artifact folder (default: shipped/<model name>)")
     p.add_argument("--no-index", action="store_true", help="publish without building the gallery index")
+    p.add_argument(
+        "--fast-paths", action="store_true", help="also publish model.bf16.onnx and model.int8.onnx (about a minute)"
+    )
     _store_args(p)
     p.set_defaults(func=cmd_install)
 
@@ -331,6 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="install the shipped model (or, with --from-scratch, train one) first when the store has none",
     )
     p.add_argument("--from-scratch", action="store_true", help=FROM_SCRATCH_HELP)
+    p.add_argument("--shipped-root", type=Path, default=None, help=SHIPPED_ROOT_HELP)
     p.add_argument(
         "--build-epochs",
         type=int,
