@@ -79,7 +79,7 @@ class ReloadFailed(ServiceError):
 
 
 class BodyTooLarge(StarletteHTTPException):
-    """Raised while the body is read (see ``limits.BodyLimitMiddleware``); an HTTPException so
+    """Raised while the body is read (see ``service.uploads.BodyLimitMiddleware``); an HTTPException so
     FastAPI's form parsing passes it on instead of turning it into a generic 400."""
 
     def __init__(self, limit: int):

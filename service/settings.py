@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import re
 import textwrap
-from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -78,7 +77,7 @@ class Settings(BaseSettings):
     )
     model_precision: Literal["fp32", "int8", "bf16"] = Field(
         "fp32",
-        description="fp32 (model.onnx), int8 (model.int8.onnx, built at publish time) or bf16 (model.onnx run in"
+        description="fp32 (model.onnx), int8 (model.int8.onnx, built at publish time) or bf16 (model.bf16.onnx run in"
         " bf16 by OpenVINO)",
     )
     intra_op_spinning: bool = Field(
@@ -196,7 +195,6 @@ class Settings(BaseSettings):
         return self
 
 
-@lru_cache
 def add_bind_args(parser: argparse.ArgumentParser) -> None:
     """``--host`` and ``--port`` (over ALEXNET_HOST and ALEXNET_PORT): ``python -m service``, ``alexnet serve``."""
     fields = Settings.model_fields
@@ -230,5 +228,5 @@ def _shown(default: object) -> str:
 
 
 def get_settings() -> Settings:
-    """The settings from the environment, read once."""
+    """The settings from the environment; ``create_app`` reads them once, when it makes the app."""
     return Settings()
