@@ -14,7 +14,8 @@ The approximate kinds (``ivf_pq``, ``opq_ivf_pq``, ``binary``) search in two sta
 first stage proposes ``max(rerank, 4k)`` candidates, which are re-ranked by their distance to the
 query computed from an 8-bit scalar-quantised copy of every vector (``IDMap2,SQ8``, 1 byte per
 dimension; on real fc7 vectors SQ8 alone finds 99.5% of the exact top 10). That copy also answers
-``reconstruct``. Without it the compact codes rank poorly (see benchmarks/results/index_cpu.md).
+``reconstruct``. Without it the compact codes rank poorly (docs/scaling-index.md,
+benchmarks/results/index_cpu_1m.md).
 
 Trainable kinds are trained once, on the first vectors added (at most ``MAX_TRAIN`` of them, a
 seeded sample), and need at least ``MIN_TRAIN`` vectors: fewer is a ValueError, not a silent
