@@ -196,7 +196,7 @@ def cmd_ship(args: argparse.Namespace) -> int:
     from training.shipped import SHIPPED_ROOT, pack
 
     out = args.out or SHIPPED_ROOT / args.model_name
-    provenance = pack(load_run(args.run), args.run, out, evaluate_test=not args.skip_eval)
+    provenance = pack(load_run(args.run), args.run, out, evaluate_test=not args.skip_eval, notes=args.notes)
     print(f"packed {args.run} into {out}: {provenance['weights']['bytes'] / 1e6:.1f} MB")
     print(json.dumps(provenance["metrics"], indent=2))
     return 0
@@ -311,6 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", type=Path, required=True, help="run folder (with best.pt)")
     p.add_argument("--out", type=Path, default=None, help="artifact folder (default: shipped/<model name>)")
     p.add_argument("--skip-eval", action="store_true", help="pack without evaluating on the test split")
+    p.add_argument("--notes", default="", help="what the provenance should also say (e.g. how the run was resumed)")
     _store_args(p)
     p.set_defaults(func=cmd_ship)
 

@@ -177,7 +177,12 @@ def train_command(cfg: TrainConfig) -> str:
 
 
 def pack(
-    run: LoadedRun, run_dir: Path, out_dir: Path, evaluate_test: bool = True, part_bytes: int = PART_BYTES
+    run: LoadedRun,
+    run_dir: Path,
+    out_dir: Path,
+    evaluate_test: bool = True,
+    part_bytes: int = PART_BYTES,
+    notes: str = "",
 ) -> dict:
     """Write the artifact of ``run`` (trained at ``run_dir``) to ``out_dir``; returns the provenance."""
     from training.data import TEST_SPLIT_OF
@@ -200,6 +205,7 @@ def pack(
     provenance = {
         "model": "AlexNet (Krizhevsky, Sutskever & Hinton 2012)",
         "command": train_command(run.config),
+        "notes": notes,
         "machine": machine_description(device),
         "trained_on": {"split": run.config.split, "test_split": split},
         "epochs_trained": len(history),
