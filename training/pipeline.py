@@ -24,7 +24,7 @@ from model_store.manifest import (
     Manifest,
     PreprocessingSpec,
 )
-from model_store.preprocessing import Preprocessor
+from model_store.preprocessing import Preprocessor, Tta
 from model_store.store import publish_version
 from training.data import TEST_SPLIT_OF, ImageFolder, load_squares
 from training.evaluate import EvalResult, evaluate, torch_logits_fn
@@ -118,7 +118,13 @@ def deviations(cfg: TrainConfig) -> dict[str, object]:
     return found
 
 
-def evaluate_run(run: LoadedRun, split: str, device: torch.device, batch_images: int = 16) -> dict[str, EvalResult]:
+def evaluate_run(
+    run: LoadedRun,
+    split: str,
+    device: torch.device,
+    batch_images: int = 16,
+    ttas: tuple[Tta, ...] = ("center", "ten_crop"),
+) -> dict[str, EvalResult]:
     dataset = ImageFolder(Path(run.config.data))
     samples = [s for s in dataset.samples(split) if s.label < len(run.classes)]
     squares = load_squares(dataset, samples, run.config.resize, Path(run.config.cache))
@@ -130,7 +136,7 @@ def evaluate_run(run: LoadedRun, split: str, device: torch.device, batch_images:
         return progress(len(samples), f"test {tta} on {split}").update
 
     results = evaluate(
-        torch_logits_fn(model, device), squares, labels, pre, batch_images=batch_images, progress_factory=bar
+        torch_logits_fn(model, device), squares, labels, pre, ttas, batch_images=batch_images, progress_factory=bar
     )
     run.model.to("cpu")
     for tta, result in results.items():
