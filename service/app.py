@@ -42,6 +42,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="AlexNet classification and retrieval",
         summary="Caltech-101 AlexNet (Krizhevsky et al., 2012) served with ONNX Runtime and FAISS",
         lifespan=lifespan,
+        docs_url=None,  # /docs is service.routes.docs: FastAPI's own loads its scripts from a CDN (and so does ReDoc)
+        redoc_url=None,
         telemetry=None if settings.opentelemetry else {"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings

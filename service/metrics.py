@@ -54,6 +54,16 @@ class Metrics:
         return generate_latest(self.registry)
 
 
+def route_template(scope: Scope) -> str:
+    """The path template of the route that answered, or "unmatched". FastAPI's routes put themselves
+    in ``scope["route"]``; the plain Starlette routes FastAPI adds itself (GET /openapi.json) leave
+    only their endpoint, so the app's routes are searched for it."""
+    route = scope.get("route")
+    if route is None and (endpoint := scope.get("endpoint")) is not None and "app" in scope:
+        route = next((r for r in scope["app"].routes if getattr(r, "endpoint", None) is endpoint), None)
+    return getattr(route, "path", "unmatched")
+
+
 class MetricsMiddleware:
     """Counts and times every HTTP request under its route template (``/index/{item_id}``, not the
     raw path, so the label set stays small)."""
@@ -78,7 +88,7 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_and_record)
         finally:
-            route = getattr(scope.get("route"), "path", "unmatched")
+            route = route_template(scope)
             method = scope["method"]
             self.metrics.requests.labels(route, method, str(status)).inc()
             self.metrics.latency.labels(route, method).observe(time.perf_counter() - started)

@@ -11,7 +11,7 @@ import argparse
 import dataclasses
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ._client import Client
@@ -128,9 +128,35 @@ def cmd_info(client: Client, args: argparse.Namespace) -> int:
         ["gallery size", info.gallery_size],
         ["created", info.created or ""],
     ]
-    rows += [[f"metric {name}", value] for name, value in info.metrics.items() if not isinstance(value, dict | list)]
+    rows += _test_rows(info.metrics)
+    rows += [
+        [f"metric {name}", value]
+        for name, value in info.metrics.items()
+        if name != "test_split" and not isinstance(value, dict | list)
+    ]
     print(format_table(["field", "value"], rows))
     return 0
+
+
+def _test_rows(metrics: Mapping[str, Any]) -> list[list[object]]:
+    """The test split and, for each test-time augmentation it was evaluated with, top-1 and mean
+    per-class accuracy: ``metrics["test"]`` is {tta: {"top1_error", "mean_per_class_accuracy", ...}},
+    absent when the model was published without evaluating it."""
+    rows: list[list[object]] = [["test split", metrics["test_split"]]] if "test_split" in metrics else []
+    test = metrics.get("test")
+    results = {
+        tta: result
+        for tta, result in (test.items() if isinstance(test, Mapping) else ())
+        if isinstance(result, Mapping)
+        and isinstance(result.get("top1_error"), int | float)
+        and isinstance(result.get("mean_per_class_accuracy"), int | float)
+    }
+    if not results:
+        return [*rows, ["test accuracy", "not measured (published without a test evaluation)"]]
+    for tta, result in results.items():
+        rows.append([f"top-1 accuracy ({tta})", f"{1 - result['top1_error']:.2%}"])
+        rows.append([f"mean per-class accuracy ({tta})", f"{result['mean_per_class_accuracy']:.2%}"])
+    return rows
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -186,7 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
     health = commands.add_parser("health", parents=[output], help="liveness and readiness (exit 1 if not ready)")
     health.set_defaults(handler=cmd_health)
 
-    info = commands.add_parser("info", parents=[output], help="the served model, provider and gallery size")
+    info = commands.add_parser(
+        "info", parents=[output], help="the served model, its test accuracy, provider and gallery"
+    )
     info.set_defaults(handler=cmd_info)
     return parser
 

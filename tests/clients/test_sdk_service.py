@@ -8,6 +8,7 @@ import asyncio
 import io
 import json
 import re
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +26,9 @@ from alexnet_client import (
 from alexnet_client.cli import main as cli_main
 from alexnet_client.types import Classification, ModelInfo
 from PIL import Image
+
+from model_store.store import INDEX_DIR, publish_version, read_manifest
+from training.evaluate import EvalResult
 
 
 @pytest.fixture
@@ -214,3 +218,45 @@ def test_cli(live_url: str, capsys: pytest.CaptureFixture[str], tmp_path: Path, 
 
     assert cli_main(["--url", live_url, "similar", str(path), "--k", "0"]) == 1
     assert re.search(r"\(HTTP 422 invalid_parameter, request [0-9a-f]{32}\)$", capsys.readouterr().err)
+
+
+def info_table(capsys: pytest.CaptureFixture[str], url: str) -> dict[str, str]:
+    """``alexnet-client info``'s table as {field: value}."""
+    assert cli_main(["--url", url, "info"]) == 0
+    header, *lines = capsys.readouterr().out.splitlines()
+    assert header.split() == ["field", "value"]
+    return dict(re.split(r"\s{2,}", line, maxsplit=1) for line in lines)
+
+
+ACCURACY_FIELDS = ("top-1 accuracy", "mean per-class accuracy")
+
+
+def test_cli_info_shows_the_test_accuracy(
+    live_url: str, capsys: pytest.CaptureFixture[str], start_service, private_store: Path, tiny_model
+) -> None:
+    untested = info_table(capsys, live_url)  # the tiny model is published without evaluating it
+    assert untested["test split"] == "test30"
+    assert untested["test accuracy"] == "not measured (published without a test evaluation)"
+    assert not [name for name in untested if name.startswith(ACCURACY_FIELDS)]
+
+    # the same model published again with the test metrics publish_run records
+    source = private_store / tiny_model.name / "v1"
+    manifest = read_manifest(source)
+    test = {
+        "center": EvalResult("center", 1234, top1_error=0.419, top5_error=0.2, mean_per_class_accuracy=0.5523),
+        "ten_crop": EvalResult("ten_crop", 1234, top1_error=0.3875, top5_error=0.18, mean_per_class_accuracy=0.6013),
+    }
+    metrics = {**manifest.metrics, "test": {tta: result.as_dict() for tta, result in test.items()}}
+    version = publish_version(
+        private_store, manifest.model_copy(update={"metrics": metrics}), {f: source / f for f in manifest.files}
+    )
+    shutil.copytree(source / INDEX_DIR, version / INDEX_DIR)
+    tested = info_table(capsys, start_service(private_store).url)
+    assert tested["version"] == version.name == "v2" and tested["test split"] == "test30"
+    assert "test accuracy" not in tested
+    assert [(name, value) for name, value in tested.items() if name.startswith(ACCURACY_FIELDS)] == [
+        ("top-1 accuracy (center)", "58.10%"),
+        ("mean per-class accuracy (center)", "55.23%"),
+        ("top-1 accuracy (ten_crop)", "61.25%"),
+        ("mean per-class accuracy (ten_crop)", "60.13%"),
+    ]

@@ -122,6 +122,26 @@ def metric(client: httpx.Client, name: str) -> float:
     return float(match.group(1))
 
 
+def requests_counted(client: httpx.Client, route: str) -> float:
+    """GET requests answered 200 (404 for "unmatched") that /metrics counts under ``route``."""
+    status = "404" if route == "unmatched" else "200"
+    pattern = rf'^alexnet_http_requests_total{{method="GET",route="{re.escape(route)}",status="{status}"}} (\S+)$'
+    match = re.search(pattern, client.get("/metrics").text, re.MULTILINE)
+    return float(match.group(1)) if match else 0.0
+
+
+def test_metrics_count_the_docs_under_their_routes(client: httpx.Client) -> None:
+    routes = {"/docs": "/docs", "/openapi.json": "/openapi.json"}
+    routes |= {"/docs/assets/swagger-ui.css": "/docs/assets/{name}", "/no/such/route": "unmatched"}
+    before = {route: requests_counted(client, route) for route in routes.values()}
+    for path in routes:
+        client.get(path)
+    after = {route: requests_counted(client, route) for route in routes.values()}
+    assert {route: after[route] - before[route] for route in after} == {
+        "/docs": 1, "/openapi.json": 1, "/docs/assets/{name}": 1, "unmatched": 1
+    }  # fmt: skip
+
+
 def test_every_answer_has_a_request_id(client: httpx.Client) -> None:
     generated = re.compile(r"[0-9a-f]{32}")
     ids = [client.get("/healthz").headers["x-request-id"] for _ in range(2)]
