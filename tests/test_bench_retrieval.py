@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import GALLERY_PER_CLASS, TinyModel
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -23,6 +22,8 @@ import figure_retrieval as fr  # noqa: E402
 
 from model_store.store import load_version  # noqa: E402
 from service.engine import OnnxModel  # noqa: E402
+
+GALLERY_PER_CLASS = 4  # the tiny_model fixture's gallery (tests/conftest.py); checked below against its size
 
 # --- metrics ---------------------------------------------------------------------------------------
 
@@ -101,7 +102,7 @@ def test_bad_rankings_are_refused():
 # --- the vectors -----------------------------------------------------------------------------------
 
 
-def test_query_vectors_are_the_gallery_builds_vectors(tiny_model: TinyModel):
+def test_query_vectors_are_the_gallery_builds_vectors(tiny_model):
     """fc7 of a gallery item's own image, made as the benchmark makes a query's, is its stored vector."""
     version = load_version(tiny_model.store_root, tiny_model.name)
     view = br.GalleryView.load(version)
@@ -132,14 +133,14 @@ def _table(report: str) -> dict[str, list[float]]:
     return rows
 
 
-def _run(tiny_model: TinyModel, out: Path, *extra: str) -> tuple[str, dict]:
+def _run(tiny_model, out: Path, *extra: str) -> tuple[str, dict]:
     argv = ["--store-root", str(tiny_model.store_root), "--model-name", tiny_model.name,
             "--data-root", str(tiny_model.data_root), "--out", str(out), *extra]  # fmt: skip
     assert br.main(argv) == 0
     return out.read_text(), json.loads(out.with_suffix(".json").read_text())
 
 
-def test_benchmark_reports_fc7_pixels_and_chance(tiny_model: TinyModel, tmp_path: Path):
+def test_benchmark_reports_fc7_pixels_and_chance(tiny_model, tmp_path: Path):
     report, raw = _run(tiny_model, tmp_path / "retrieval.md", "--limit", "6")
     table = _table(report)
     assert list(table) == list(br.METHODS.values())
@@ -162,7 +163,7 @@ def test_benchmark_reports_fc7_pixels_and_chance(tiny_model: TinyModel, tmp_path
     assert "machine: " in report and f"{tiny_model.name}/v1" in report and '"split": "train30"' in report
 
 
-def test_a_query_is_not_its_own_neighbour(tiny_model: TinyModel, tmp_path: Path):
+def test_a_query_is_not_its_own_neighbour(tiny_model, tmp_path: Path):
     """Queried with the gallery's own split, each query's own image leaves its ranking."""
     _, raw = _run(tiny_model, tmp_path / "self.md", "--query-split", "train30", "--limit", "5")
     n, r = GALLERY_PER_CLASS * len(tiny_model.classes), GALLERY_PER_CLASS
@@ -170,7 +171,7 @@ def test_a_query_is_not_its_own_neighbour(tiny_model: TinyModel, tmp_path: Path)
     assert raw["metrics"]["fc7"]["P@10"] <= (r - 1) / 10 + 1e-9
 
 
-def test_figure_rows_are_the_nearest_gallery_items_labelled(tiny_model: TinyModel, tmp_path: Path):
+def test_figure_rows_are_the_nearest_gallery_items_labelled(tiny_model, tmp_path: Path):
     version = load_version(tiny_model.store_root, tiny_model.name)
     view = br.GalleryView.load(version)
     classes = sorted(tiny_model.classes)
@@ -192,7 +193,7 @@ def test_figure_rows_are_the_nearest_gallery_items_labelled(tiny_model: TinyMode
             assert image.getpixel(fr.tile_origin(r, c, 64)) == want  # the tile's frame
 
 
-def test_figure_script_writes_the_png(tiny_model: TinyModel, tmp_path: Path):
+def test_figure_script_writes_the_png(tiny_model, tmp_path: Path):
     out = tmp_path / "figure.png"
     argv = ["--store-root", str(tiny_model.store_root), "--model-name", tiny_model.name,
             "--data-root", str(tiny_model.data_root), "--tile", "48", "--out", str(out)]  # fmt: skip
