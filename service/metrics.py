@@ -78,17 +78,25 @@ class MetricsMiddleware:
             return
         status = 500
         started = time.perf_counter()
+        recorded = False
+
+        def record() -> None:
+            nonlocal recorded
+            if not recorded:
+                recorded = True
+                route, method = route_template(scope), scope["method"]
+                self.metrics.requests.labels(route, method, str(status)).inc()
+                self.metrics.latency.labels(route, method).observe(time.perf_counter() - started)
 
         async def send_and_record(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                record()  # before the last byte leaves: a client that has its answer finds it counted
             await send(message)
 
         try:
             await self.app(scope, receive, send_and_record)
         finally:
-            route = route_template(scope)
-            method = scope["method"]
-            self.metrics.requests.labels(route, method, str(status)).inc()
-            self.metrics.latency.labels(route, method).observe(time.perf_counter() - started)
+            record()  # no complete answer (an error before or while sending)
