@@ -191,7 +191,7 @@ def pack(
 
     out_dir.mkdir(parents=True, exist_ok=True)
     split = TEST_SPLIT_OF.get(run.config.split, run.config.split)
-    device = torch.device("cpu")
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # the evaluation; parity logits on the CPU
     arrays = quantize_weights(run.model.state_dict())
     arrays[MEAN_KEY] = np.asarray(run.mean, dtype=np.float32)
     data = _archive_bytes(arrays)
