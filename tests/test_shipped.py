@@ -134,6 +134,16 @@ def test_a_corrupt_or_missing_part_is_refused_before_anything_is_published(tiny_
     assert list_versions(tmp_path / "store", "tiny") == []
 
 
+def test_parity_logits_changed_without_their_checksum_are_refused(tiny_artifact, tmp_path):
+    changed = _copy(tiny_artifact, tmp_path / "changed")
+    parity = json.loads((changed / PARITY_FILE).read_text())
+    parity["logits"][0][0] += 1.0
+    (changed / PARITY_FILE).write_text(json.dumps(parity))
+    with pytest.raises(ArtifactError, match=r"parity\.json does not match its sha256"):
+        install(changed, tmp_path / "store", "tiny", str(CALTECH_ROOT), index=False)
+    assert list_versions(tmp_path / "store", "tiny") == []
+
+
 def test_logits_that_do_not_match_fail_loudly_and_publish_nothing(tiny_artifact, tmp_path):
     """A rebuilt network that gives other logits than were recorded at training time (here: the
     recorded logits changed, with a matching checksum, as a changed recipe would give)."""

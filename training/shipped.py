@@ -152,8 +152,10 @@ def load_shipped(artifact: Path, data_root: str | None = None) -> tuple[LoadedRu
     model = build_alexnet(len(classes), config.variant, config.dropout)
     model.load_state_dict(dequantize_weights(arrays))
     run = LoadedRun(model.eval(), config, classes, arrays[MEAN_KEY], provenance["best_epoch"])
-    parity = json.loads((artifact / PARITY_FILE).read_text())
-    return run, provenance, np.asarray(parity["logits"], dtype=np.float32)
+    parity_bytes = (artifact / PARITY_FILE).read_bytes()
+    if sha256_bytes(parity_bytes) != provenance["parity_sha256"]:
+        raise ArtifactError(f"{artifact / PARITY_FILE} does not match its sha256 in {PROVENANCE_FILE}")
+    return run, provenance, np.asarray(json.loads(parity_bytes)["logits"], dtype=np.float32)
 
 
 # --- packing and installing ---------------------------------------------------------------------
@@ -245,9 +247,6 @@ def install(
     gallery index unless ``index`` is False); returns the version folder."""
     artifact = Path(artifact)
     run, provenance, recorded = load_shipped(artifact, data_root)
-    parity_path = artifact / PARITY_FILE
-    if sha256_bytes(parity_path.read_bytes()) != provenance["parity_sha256"]:
-        raise ArtifactError(f"{parity_path} does not match its sha256 in {PROVENANCE_FILE}")
     split = provenance["trained_on"]["test_split"]
     shipped_metrics = provenance["metrics"]
     metrics: dict[str, object] = {
