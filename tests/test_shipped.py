@@ -175,6 +175,7 @@ def test_the_committed_shipped_model_is_intact_and_within_the_limits(tmp_path):
     manifest = load_version(tmp_path / "store", "alexnet-caltech101").manifest
     assert manifest.metrics["recorded_parity"]["top1_agreement"] == 1.0 and version_dir.name == "v1"
     assert len(manifest.labels) == 101
+    assert "curves.png" in manifest.files  # the training curves travel with the model
 
 
 def test_build_default_installs_the_shipped_model_with_its_gallery_once(tiny_artifact, tmp_path, capsys):

@@ -32,7 +32,7 @@ from training.export import check_parity, check_recorded_logits, export_onnx
 from training.model import AlexNet, build_alexnet
 from training.progress import progress
 from training.quantize import AGREEMENT_IMAGES, CALIBRATION_IMAGES, agreement, quantize_int8
-from training.train import CHECKPOINT_BEST, TrainConfig, read_metrics
+from training.train import CHECKPOINT_BEST, CURVES, TrainConfig, read_metrics
 
 log = logging.getLogger(__name__)
 PARITY_IMAGES = 8
@@ -192,16 +192,8 @@ def publish_run(
         metrics["train_images_per_second"] = float(np.mean([r["images_per_second"] for r in history]))
     if evaluate_test:
         metrics["test"] = {tta: r.as_dict() for tta, r in evaluate_run(run, split, dev).items()}
-    curves = Path(run_dir) / "curves.png"
     return publish_model(
-        run,
-        metrics,
-        store_root,
-        model_name,
-        split,
-        index=index,
-        fast_paths=fast_paths,
-        extra_files={"curves.png": curves} if curves.is_file() else None,
+        run, metrics, store_root, model_name, split, index=index, fast_paths=fast_paths, curves=Path(run_dir) / CURVES
     )
 
 
@@ -215,11 +207,12 @@ def publish_model(
     index: bool = True,
     fast_paths: bool = True,
     reference_logits: np.ndarray | None = None,
-    extra_files: dict[str, Path] | None = None,
+    curves: Path | None = None,
 ) -> Path:
     """Export ``run.model`` to ONNX, check ONNX Runtime against PyTorch on real test images (and, when
     ``reference_logits`` are given, against those logits recorded for ``parity_images(run, test_split)``),
-    publish the version with ``metrics`` and build its gallery index from the training split."""
+    publish the version with ``metrics`` (and ``curves``, the training curves, where that file exists) and
+    build its gallery index from the training split."""
     with tempfile.TemporaryDirectory() as tmp:
         tmp_dir = Path(tmp)
         onnx_path = export_onnx(run.model, tmp_dir / MODEL_FILE, run.config.crop)
@@ -227,7 +220,7 @@ def publish_model(
         metrics["onnx_parity"] = check_parity(run.model, onnx_path, parity_crops).as_dict()
         if reference_logits is not None:
             metrics["recorded_parity"] = check_recorded_logits(onnx_path, parity_crops, reference_logits)
-        files = dict(extra_files or {})
+        files = {CURVES: curves} if curves is not None and curves.is_file() else {}
         if fast_paths:  # the fast CPU paths: OpenVINO's bf16 graph and the int8 model
             bf16_path = export_onnx(run.model, tmp_dir / BF16_MODEL_FILE, run.config.crop, lrn_node=True)
             metrics["bf16_graph_parity"] = check_parity(run.model, bf16_path, parity_crops).as_dict()

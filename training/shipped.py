@@ -31,7 +31,7 @@ import torch
 
 from training.model import build_alexnet
 from training.pipeline import LoadedRun, evaluate_run, machine_description, parity_images, publish_model
-from training.train import TrainConfig, default_data_root, read_metrics
+from training.train import CURVES, TrainConfig, default_data_root, read_metrics
 
 log = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -40,7 +40,6 @@ PART_BYTES = 15 * 2**20  # every file of the artifact stays under 16 MiB
 WEIGHTS_STEM = "weights.npz"
 PROVENANCE_FILE = "provenance.json"
 PARITY_FILE = "parity.json"
-CURVES_FILE = "curves.png"
 MEAN_KEY = "__mean__"
 SCHEME = "int8 per output channel (symmetric, scale = absmax / 127, fp32 scales); biases and mean fp32"
 
@@ -226,9 +225,9 @@ def pack(
     parity = {"split": split, "images": len(logits), "logits": logits.round(6).tolist()}
     (out_dir / PARITY_FILE).write_text(json.dumps(parity))
     provenance["parity_sha256"] = sha256_bytes((out_dir / PARITY_FILE).read_bytes())
-    curves = Path(run_dir) / CURVES_FILE
+    curves = Path(run_dir) / CURVES
     if curves.is_file():
-        (out_dir / CURVES_FILE).write_bytes(curves.read_bytes())
+        (out_dir / CURVES).write_bytes(curves.read_bytes())
         provenance["curves_sha256"] = sha256_bytes(curves.read_bytes())
     (out_dir / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2) + "\n")
     log.info("packed %s: %.1f MB in %d parts", out_dir, len(data) / 1e6, len(provenance["weights"]["parts"]))
@@ -262,7 +261,7 @@ def install(
     if "shipped" in shipped_metrics:
         metrics["test"] = shipped_metrics["shipped"]
         metrics["test_before_quantization"] = shipped_metrics.get("trained")
-    curves = artifact / CURVES_FILE
+    curves = artifact / CURVES
     if curves.is_file() and sha256_bytes(curves.read_bytes()) != provenance.get("curves_sha256"):
         raise ArtifactError(f"{curves} does not match its sha256 in {PROVENANCE_FILE}")
     return publish_model(
@@ -274,5 +273,5 @@ def install(
         index=index,
         fast_paths=fast_paths,
         reference_logits=recorded,
-        extra_files={CURVES_FILE: curves} if curves.is_file() else None,
+        curves=curves,
     )

@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 CHECKPOINT_LAST = "last.pt"
 CHECKPOINT_BEST = "best.pt"
 METRICS_LOG = "metrics.jsonl"
+CURVES = "curves.png"
 
 
 def default_data_root() -> str:
@@ -430,7 +431,7 @@ def plot_curves(run_dir: Path) -> Path | None:
     ax_err.set_ylim(0, 1)
     ax_err.legend()
     fig.tight_layout()
-    path = Path(run_dir) / "curves.png"
+    path = Path(run_dir) / CURVES
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
