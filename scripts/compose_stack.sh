@@ -171,7 +171,11 @@ build() {
     say "building our images"
     # api and api-writer share one image: built once (compose would build it twice, side by side)
     "${COMPOSE[@]}" build "${@:-api}"
+    prune
 }
+
+# the images a rebuild left without a name (the previous build of ours): disk stays bounded
+prune() { docker image prune --force >/dev/null; }
 
 # the train image: torch's CPU wheel from this machine's wheel folder when it has one ($ALEXNET_WHEELS_DIR,
 # default /opt/wheels), served on 127.0.0.1 for the build only; else pip takes PyPI's (the CUDA build)
@@ -190,6 +194,7 @@ build_train() {
     local status=0
     "${COMPOSE[@]}" --profile train build train || status=$?
     [ -n "$server" ] && kill "$server" && wait "$server" 2>/dev/null || true
+    [ "$status" -eq 0 ] && prune
     return "$status"
 }
 

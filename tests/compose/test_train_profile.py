@@ -1,14 +1,21 @@
 """The `train` profile for real: its image builds (scripts/compose_stack.sh build-train), its entry point
 runs, and a tiny training inside the container publishes a new version into the stack's store volume,
-which api-writer then serves after POST /admin/reload.
+which api-writer then serves after POST /admin/reload; and the one-shot's default command installs the
+shipped model, which the stack serves once it is started with that model's name (the last test: it
+changes what the stack serves).
 
 Runs after test_stack.py, on the same stack (stack_helpers.py).
 """
 
 from __future__ import annotations
 
+import time
+
 import httpx
-from stack_helpers import API_KEY, Stack
+from image_helpers import CALTECH_SAMPLES
+from stack_helpers import API_KEY, SCRIPT, Stack, run
+
+SHIPPED = "alexnet-caltech101"  # shipped/alexnet-caltech101, the default model name
 
 TRAIN = ("--profile", "train", "run", "--rm", "--no-deps", "-T")
 
@@ -49,3 +56,31 @@ def test_tiny_training_in_the_container_is_served_after_reload(stack: Stack, htt
     # the replicas still serve the version they started with, until they restart (docs/scaling.md)
     for replica in stack.containers("api"):
         assert stack.get_inside(replica, "/readyz")[1]["model"]["version"] == before["version"]
+
+
+def test_the_one_shot_installs_the_shipped_model_which_the_stack_then_serves(stack: Stack) -> None:
+    """The README's deployment, as a user runs it: `docker compose --profile train run --rm train` installs
+    the shipped model (no training), then the stack, started with that model's name, serves it."""
+    started = time.monotonic()
+    installed = stack.compose(*TRAIN, "train", timeout=1800)
+    install_s = time.monotonic() - started
+    assert f"published {SHIPPED}/v1" in installed.stdout + installed.stderr, installed.stderr[-3000:]
+    again = stack.compose(*TRAIN, "train", timeout=600)  # the store has it now: nothing is done twice
+    assert f"{SHIPPED} is already published" in again.stdout, again.stdout[-2000:]
+
+    started = time.monotonic()
+    shipped_env = stack.env | {"ALEXNET_MODEL_NAME": SHIPPED}
+    run(["bash", str(SCRIPT), "compose", "up", "--detach", "--wait", "--wait-timeout", "240"], env=shipped_env,
+        timeout=300)  # fmt: skip
+    up_s = time.monotonic() - started
+    print(f"\ntrain one-shot (shipped model install) {install_s:.0f}s, stack recreated on it {up_s:.0f}s")
+    with stack.client() as client:
+        for path in CALTECH_SAMPLES:  # training images (train80): the gallery holds each of them
+            answer = client.classify(path)
+            assert (answer.model.name, answer.model.version) == (SHIPPED, "v1")
+            assert path.parent.name in [p.label for p in answer.results[0].predictions], answer.results[0]
+            (nearest,) = client.similar(path, k=1).neighbors
+            assert nearest.label == path.parent.name and nearest.distance < 1e-2, nearest
+    for service in ("api", "api-writer"):
+        for container in stack.containers(service):
+            assert stack.get_inside(container, "/readyz")[1]["model"]["name"] == SHIPPED
