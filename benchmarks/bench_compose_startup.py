@@ -50,10 +50,17 @@ def free_port() -> int:
 
 
 def cpu_name() -> str:
+    """The CPU as /proc/cpuinfo names it, with its family/model and the vector extensions that matter here."""
+    info: dict[str, str] = {}
     for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return f"{line.split(':', 1)[1].strip()}, {os.cpu_count()} cores"
-    return platform.processor()
+        key, _, value = line.partition(":")
+        info.setdefault(key.strip(), value.strip())
+    flags = set(info.get("flags", "").split())
+    vector = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags] or ["no AVX2"]
+    return (
+        f"{info.get('model name', platform.processor())} (family {info.get('cpu family')} model {info.get('model')}),"
+        f" {os.cpu_count()} cores, {' '.join(vector)}"
+    )
 
 
 def stack(env: dict[str, str], *args: str) -> None:
@@ -121,6 +128,7 @@ def main() -> int:
     }
     url = f"http://127.0.0.1:{port}"
     photo = args.dataset / PHOTO
+    load_before = os.getloadavg()[0]
     try:
         print("cold: removing the stack's images and the build cache", file=sys.stderr)
         remove_images(env)
@@ -134,6 +142,7 @@ def main() -> int:
             "# Deployment start-up: nothing to a healthy stack serving the shipped model",
             "",
             f"- date: {datetime.date.today()}; CPU: {cpu_name()}; commit {git_head()}",
+            f"- load average (1 min) before / after: {load_before:.1f} / {os.getloadavg()[0]:.1f}",
             "- command: `python benchmarks/bench_compose_startup.py" + (f" --out {args.out}`" if args.out else "`"),
             "- cold: the stack's images and the build cache removed first (a fresh machine); warm: images kept."
             " The store volume is removed before each pass. Base images are Debian stand-ins made by"

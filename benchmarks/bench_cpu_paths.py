@@ -34,10 +34,9 @@ sys.path.insert(0, str(REPO_ROOT))
 from bench_args import add_model_args  # noqa: E402
 from bench_service import machine  # noqa: E402
 
-from model_store.preprocessing import average_crop_probabilities  # noqa: E402
+from model_store.postprocessing import average_crop_probabilities  # noqa: E402
 from model_store.store import ModelVersion, load_version  # noqa: E402
-from service.engine import OnnxModel  # noqa: E402
-from service.openvino_model import OpenVinoModel  # noqa: E402
+from service.runtime import OnnxModel, OpenVinoModel  # noqa: E402
 from training.data import ImageFolder, load_squares  # noqa: E402
 from training.model import build_alexnet  # noqa: E402
 

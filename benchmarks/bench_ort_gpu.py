@@ -33,7 +33,7 @@ sys.path.insert(0, str(REPO_ROOT))
 from bench_args import add_model_args, command_line, write_report  # noqa: E402
 
 from model_store.store import load_version  # noqa: E402
-from service.engine import CPU, CUDA, OnnxModel  # noqa: E402
+from service.runtime import CPU, CUDA, OnnxModel  # noqa: E402
 from training.index import gallery_images  # noqa: E402
 
 BATCHES = (1, 8, 10, 32, 64, 128, 256)

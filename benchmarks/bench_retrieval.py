@@ -47,11 +47,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import bench_args  # noqa: E402
 from bench_service import machine  # noqa: E402
 
-from model_store.gallery import Gallery, add_vectors, euclidean, new_index, search_index  # noqa: E402
+from model_store.gallery import GALLERY_FEATURE, Gallery, add_vectors, euclidean, new_index, search_index  # noqa: E402
 from model_store.preprocessing import Preprocessor, crop_offsets  # noqa: E402
 from model_store.store import ModelVersion, load_version  # noqa: E402
-from service.engine import OnnxModel  # noqa: E402
-from service.retrieval import GALLERY_FEATURE, query_vector  # noqa: E402
+from service.retrieval import query_vector  # noqa: E402
+from service.runtime import OnnxModel  # noqa: E402
 from training.data import TEST_SPLIT_OF  # noqa: E402
 from training.index import gallery_images  # noqa: E402
 

@@ -49,9 +49,8 @@ from bench_args import add_model_args, write_report  # noqa: E402
 
 from model_store.gallery import Gallery  # noqa: E402
 from model_store.store import load_version  # noqa: E402
-from service.engine import CPU, OnnxModel, load_model  # noqa: E402
-from service.openvino_model import OpenVinoModel  # noqa: E402
 from service.parallelism import Parallelism, plan_parallelism  # noqa: E402
+from service.runtime import CPU, OnnxModel, OpenVinoModel, load_model  # noqa: E402
 from service.settings import Settings  # noqa: E402
 from training.index import gallery_images  # noqa: E402
 

@@ -30,7 +30,7 @@ from bench_retrieval import GalleryView, default_query_split, encode, query_imag
 
 from model_store.preprocessing import Preprocessor, crop_offsets  # noqa: E402
 from model_store.store import load_version  # noqa: E402
-from service.engine import OnnxModel  # noqa: E402
+from service.runtime import OnnxModel  # noqa: E402
 
 MATCH = (0, 150, 0)
 MISMATCH = (210, 0, 0)

@@ -13,7 +13,7 @@ binary         ``IDMap2,ITQ{bits},LSH``: ITQ short binary codes       SQ8       
 The approximate kinds (``ivf_pq``, ``opq_ivf_pq``, ``binary``) search in two stages: the compact
 first stage proposes ``max(rerank, 4k)`` candidates, which are re-ranked by their distance to the
 query computed from an 8-bit scalar-quantised copy of every vector (``IDMap2,SQ8``, 1 byte per
-dimension; on real fc7 vectors SQ8 alone finds 99.5% of the exact top 10). That copy also answers
+dimension; how well SQ8 alone ranks real fc7 vectors: docs/scaling-index.md). That copy also answers
 ``reconstruct``. Without it the compact codes rank poorly (docs/scaling-index.md,
 benchmarks/results/index_cpu_1m.md).
 
@@ -59,8 +59,8 @@ def _pq_m(dim: int, most: int = 64) -> int:
     return max(m for m in range(1, min(most, max(1, dim // 4)) + 1) if dim % m == 0)
 
 
-# candidates the IVF kinds re-rank: at 1M synthetic fc7 vectors, 100 gave recall@10 0.887, 200 0.914,
-# 400 0.940 (p50 9.5 ms), 800 0.958 (p50 14 ms) on 2 cores (benchmarks/results/index_cpu_1m.md)
+# candidates the IVF kinds re-rank; recall@10 and latency of 100 to 800 at 1M vectors: docs/scaling-index.md,
+# benchmarks/results/index_cpu_1m.md
 RERANK_IVF = 400
 
 

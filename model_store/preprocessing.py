@@ -1,5 +1,6 @@
-"""The one image preprocessing of the project: training's evaluation, the export parity check and
-the service all call these functions, so a model sees the same pixels wherever it runs.
+"""The one image preprocessing of the project: training's evaluation, the export parity check, the
+gallery index build and the service all call these functions, so a model sees the same pixels
+wherever it runs. ``Preprocessor.prepare`` is the entry point from image bytes or a path to crops.
 
 Pipeline (paper, section 2): decode (EXIF orientation applied, any mode to 8-bit RGB) -> rescale
 so the shorter side is ``resize`` -> centre-crop ``resize`` x ``resize`` -> float32 ``* scale``
@@ -19,6 +20,8 @@ from typing import BinaryIO, Literal
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from model_store.thumbnails import make_thumbnail
 
 Tta = Literal["ten_crop", "center"]
 TTA_MODES: tuple[str, ...] = ("ten_crop", "center")
@@ -94,7 +97,8 @@ def decode_image(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS, draf
 
     ``draft_min_side`` > 0 lets libjpeg decode a JPEG at 1/2, 1/4 or 1/8 scale (its DCT-domain
     "draft" mode) while both sides stay at least that long: a 4000x3000 photo wanted at 256 decodes
-    as 500x375, several times faster. Other formats, and JPEGs under twice that size, decode in full.
+    as 500x375, much faster (benchmarks/results/decode_h100_host.md). Other formats, and JPEGs under
+    twice that size, decode in full.
     """
     img = _open(source)
     width, height = img.size
@@ -127,8 +131,8 @@ def resize_center_crop(img: Image.Image, size: int = 256) -> np.ndarray:
     """Rescale so the shorter side is ``size`` and take the central ``size`` x ``size``: uint8 HWC.
 
     Only the kept square is resampled (Pillow's ``box``: the source rectangle that rescales onto it,
-    same scale, same sample positions), not the whole rescaled image: about 30% less CPU than
-    rescaling everything and cropping (benchmarks/bench_preprocess.py), and equal to it but for
+    same scale, same sample positions), not the whole rescaled image: less CPU than rescaling
+    everything and cropping (benchmarks/results/preprocess_cpu.md), and equal to it but for
     rounding (at most 1 of 255)."""
     width, height = img.size
     scale = size / min(width, height)
@@ -179,10 +183,13 @@ class Preprocessor:
             raise ValueError(f"crop {self.crop} must be in (0, resize={self.resize}]")
         object.__setattr__(self, "mean", mean)
 
+    def decode(self, source: ImageSource) -> Image.Image:
+        """``decode_image`` with this preprocessor's pixel limit (and JPEG draft when enabled)."""
+        return decode_image(source, self.max_pixels, self.resize if self.jpeg_draft else 0)
+
     def square(self, source: ImageSource) -> np.ndarray:
         """Decoded, rescaled and centre-cropped: uint8 [resize, resize, 3]."""
-        draft = self.resize if self.jpeg_draft else 0
-        return resize_center_crop(decode_image(source, self.max_pixels, draft), self.resize)
+        return resize_center_crop(self.decode(source), self.resize)
 
     def normalize(self, square: np.ndarray) -> np.ndarray:
         """uint8 HWC -> float32 CHW, scaled and mean-subtracted."""
@@ -201,18 +208,26 @@ class Preprocessor:
             return np.ascontiguousarray(chw[None])
         raise ValueError(f"tta must be one of {TTA_MODES}, got {tta!r}")
 
+    def prepare(self, source: ImageSource, tta: Tta = "ten_crop", thumbnail: bool = False) -> Prepared:
+        """Decode ``source`` once into the model's crops, the image's upright full size and, when
+        asked, its gallery thumbnail (raises ImageError for data that is not a usable image)."""
+        image = self.decode(source)
+        crops = self.crops_from_square(resize_center_crop(image, self.resize), tta)
+        width, height = full_size(image)
+        if not thumbnail:
+            return Prepared(crops, width, height, None)
+        return Prepared(crops, width, height, make_thumbnail(image))
+
     def crops(self, source: ImageSource, tta: Tta = "ten_crop") -> np.ndarray:
         """float32 [10 or 1, 3, crop, crop], ready for the ONNX ``images`` input."""
-        return self.crops_from_square(self.square(source), tta)
+        return self.prepare(source, tta).crops
 
 
-def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
-    shifted = logits - logits.max(axis=axis, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=axis, keepdims=True)
+@dataclass(frozen=True)
+class Prepared:
+    """One image made ready for the model by ``Preprocessor.prepare``."""
 
-
-def average_crop_probabilities(logits: np.ndarray, crops_per_image: int) -> np.ndarray:
-    """[N*crops, C] logits -> [N, C]: the mean of the crops' softmax vectors (the paper's 10-crop test)."""
-    probs = softmax(logits.astype(np.float64))
-    return probs.reshape(-1, crops_per_image, probs.shape[-1]).mean(axis=1)
+    crops: np.ndarray  # float32 [10 or 1, 3, crop, crop]
+    width: int  # of the stored image, upright (before any JPEG draft scaling)
+    height: int
+    thumbnail: bytes | None  # the gallery's JPEG thumbnail, when asked for

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs docker-compose.yml on a machine without Docker Hub (this project's machines and CI), idempotently:
 #
-#   scripts/compose_stack.sh up           # daemon, base images, our images, then `compose up --wait`
+#   scripts/compose_stack.sh up           # daemon, base images, our images, the model (train one-shot), `up --wait`
 #   scripts/compose_stack.sh build        # daemon, base images and our images only (not the train profile's)
 #   scripts/compose_stack.sh build-train  # the train profile's image
 #   scripts/compose_stack.sh compose ARGS # `docker compose ARGS` with the same files and settings
@@ -204,9 +204,12 @@ case "${1:-}" in
     base-images) daemon_start; base_images ;;
     build) shift; build "$@" ;;
     build-train) build_train ;;
-    up)
+    up)  # the deployment as docs say: images, the model (the train one-shot: a no-op once the store has it), up
         shift
         build
+        build_train
+        say "the model: the train one-shot (installs the shipped model when the store has none)"
+        "${COMPOSE[@]}" --profile train run --rm -T train
         say "starting the stack ($COMPOSE_PROJECT_NAME)"
         "${COMPOSE[@]}" up --detach --wait --wait-timeout "${ALEXNET_STACK_WAIT_S:-240}" "$@"
         say "the stack is healthy"

@@ -7,6 +7,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 import uvicorn
 from pydantic import ValidationError
@@ -30,14 +31,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format=logs.TEXT_FORMAT)
+def read_settings(**overrides: Any) -> Settings | None:
+    """The settings from the environment, with ``overrides`` (e.g. the flags) over it; None, with the
+    errors logged, when they are invalid."""
     try:
-        settings = Settings(**bind_overrides(args))  # the environment, then the flags over it
+        return Settings(**overrides)
     except ValidationError as exc:
         log.error("invalid settings:\n%s", exc)
-        return 2
+        return None
+
+
+def serve(settings: Settings) -> int:
+    """Serve the app made with ``settings`` until uvicorn stops (``python -m service``, ``alexnet serve``)."""
     log_config = logs.configure(settings.log_format, settings.log_level)
     uvicorn.run(
         create_app(settings),
@@ -49,6 +54,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         timeout_graceful_shutdown=10,
     )
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format=logs.TEXT_FORMAT)
+    settings = read_settings(**bind_overrides(args))  # the environment, then the flags over it
+    return 2 if settings is None else serve(settings)
 
 
 if __name__ == "__main__":

@@ -1,22 +1,28 @@
 """The FastAPI app: ``create_app(settings)`` builds it; its lifespan loads the model (checksums
 verified), opens the ONNX Runtime session and the gallery, warms up, and keeps them on
-``app.state`` for the dependencies in ``service.deps``."""
+``app.state`` for the dependencies in ``service.deps``.
+
+``create_app(settings, open_serving=...)`` swaps what the lifespan opens (``serving.open_version``
+by default) for another ``OpenServing``: the tests serve an engine on a fake model this way
+(tests/fake_serving.py), with every route, middleware and error handler real."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from service.deps import require_api_key
+from service.engine import Engine
 from service.errors import install_error_handlers
 from service.metrics import Metrics, MetricsMiddleware
 from service.request_ids import HEADER as REQUEST_ID_HEADER
 from service.request_ids import RequestIdMiddleware
+from service.retrieval import Retrieval
 from service.routes import OPEN_ROUTERS, ROUTERS
 from service.routes.responses import error_responses
 from service.serving import bind_gauges, open_version
@@ -24,11 +30,13 @@ from service.settings import Settings, get_settings
 from service.uploads import BodyLimitMiddleware
 
 log = logging.getLogger(__name__)
+OpenServing = Callable[[Settings, Metrics], Awaitable[tuple[Engine, Retrieval]]]
+"""What the lifespan calls for the engine (warmed up) and the gallery it serves."""
 
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    app.state.engine, app.state.retrieval = await open_version(app.state.settings, app.state.metrics)
+    app.state.engine, app.state.retrieval = await app.state.open_serving(app.state.settings, app.state.metrics)
     try:
         yield
     finally:
@@ -36,7 +44,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         log.info("stopped")
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, open_serving: OpenServing = open_version) -> FastAPI:
     settings = settings or get_settings()
     app = FastAPI(
         title="AlexNet classification and retrieval",
@@ -47,6 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         telemetry=None if settings.opentelemetry else {"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
+    app.state.open_serving = open_serving
     app.state.metrics = Metrics()
     app.state.engine = app.state.retrieval = None
     app.state.reload_lock = asyncio.Lock()

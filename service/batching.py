@@ -11,8 +11,8 @@ thread. The collector forms a batch whenever a worker is idle; a batch formed wh
 idle is split by rows across all of them (the ten crops of a lone image run as two halves side by
 side), and each worker takes the next batch as soon as its own share is done. Several workers suit
 a machine where one run cannot use all of it; they take jobs sooner, so batches are smaller
-(``max_wait_s`` trades latency for size). On the 2-CPU development machine, 2 single-threaded
-workers were no faster than 1 run on 2 threads (docs/performance.md, section 4).
+(``max_wait_s`` trades latency for size). Several workers against one run on every core: measured
+in docs/performance.md, section 4 ("Several inference workers").
 """
 
 from __future__ import annotations

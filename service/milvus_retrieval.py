@@ -1,6 +1,6 @@
 """The gallery in a Milvus collection (``ALEXNET_VECTOR_BACKEND=milvus``), for replicas that share one
-index and for galleries past one machine's memory (docs/scaling.md). The same interface as
-``service.retrieval.Retrieval``; imported only when that backend is chosen, so the default service
+index and for galleries past one machine's memory (docs/scaling.md). A ``service.retrieval.Retrieval``;
+imported only when ``service.retrieval_backends.load_retrieval`` chooses it, so the default service
 never needs pymilvus.
 
 One collection per model version (``alexnet_caltech101_v1`` by default), one row per item::
@@ -180,15 +180,13 @@ class MilvusRetrieval(Retrieval):
     def thumbnail(self, item_id: int) -> bytes:
         return base64.b64decode(self._get(item_id, ["thumbnail"])["thumbnail"])
 
-    def _search(self, vector: np.ndarray, k: int, exclude: Sequence[int]) -> list[Neighbor]:
+    def _search(self, vector: np.ndarray, n: int) -> list[Neighbor]:
         query = as_vectors(vector[None, :], self.dim)
-        skip = ", ".join(str(int(i)) for i in exclude)
         with self._milvus("search"):
             (hits,) = self.client.search(
                 self.name,
                 data=query.tolist(),
-                limit=k,
-                filter=f"id not in [{skip}]" if skip else "",
+                limit=n,
                 anns_field="vector",
                 search_params={"metric_type": "L2"},
                 output_fields=OUTPUT_FIELDS,
@@ -198,8 +196,8 @@ class MilvusRetrieval(Retrieval):
         distances = euclidean(np.array([hit["distance"] for hit in hits], dtype=np.float64))
         return [Neighbor(_item(hit["id"], hit["entity"]), float(d)) for hit, d in zip(hits, distances, strict=True)]
 
-    async def search(self, vector: np.ndarray, k: int, exclude: Sequence[int] = ()) -> list[Neighbor]:
-        return await asyncio.to_thread(self._search, vector, k, exclude)
+    async def _nearest(self, vector: np.ndarray, n: int) -> list[Neighbor]:
+        return await asyncio.to_thread(self._search, vector, n)
 
     def _next_id(self) -> int:
         properties = self.client.describe_collection(self.name, timeout=TIMEOUT_S).get("properties", {})

@@ -69,9 +69,9 @@ def plan_decode_threads(settings: Settings, model_on_cpu: bool, cpus: int | None
     """The settings' ``decode_threads``, 0 resolved. Beside a model that computes on the CPU (ONNX
     Runtime's CPU provider, OpenVINO): one per 8 usable cores, at least one. Decoding a centre crop
     takes about a tenth of the model's CPU, and each decode thread running beside the model preempts
-    one of its threads, which stalls the others at the next barrier; on the 2-CPU machine one decode
-    thread served about 9% more centre crops than four, on average over noisy runs
-    (docs/performance.md, section 4). Beside a GPU the CPU only decodes and serves HTTP: 4."""
+    one of its threads, which stalls the others at the next barrier; one decode thread against four
+    on a 2-CPU machine is measured in docs/performance.md, section 4 ("One decode thread per 8
+    cores"). Beside a GPU the CPU only decodes and serves HTTP: 4."""
     if settings.decode_threads:
         return settings.decode_threads
     if not model_on_cpu:

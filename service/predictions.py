@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from model_store.preprocessing import average_crop_probabilities
+from model_store.postprocessing import average_crop_probabilities
 from service.schemas import Prediction
 
 

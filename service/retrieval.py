@@ -1,78 +1,58 @@
-"""The service's view of the version's gallery (``model_store.gallery``): searches and changes run
-on worker threads so the event loop never waits on FAISS or on fsync."""
+"""What the routes use of a gallery, whichever backend holds it: ``Retrieval``, the interface that
+``service.faiss_retrieval.FaissRetrieval`` and ``service.milvus_retrieval.MilvusRetrieval`` implement
+(``service.retrieval_backends.load_retrieval`` chooses one), and the query vector of an upload."""
 
 from __future__ import annotations
 
-import asyncio
-import logging
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
 
-from model_store.gallery import Gallery, GalleryItem, Neighbor, UnknownItemError
-from model_store.store import ModelVersion
-from service.search_batching import SearchCoalescer
-from service.settings import Settings
+from model_store.gallery import Exclusion, GalleryItem, Neighbor, gallery_vector
 
-log = logging.getLogger(__name__)
 Feature = Literal["center", "ten_crop"]
-GALLERY_FEATURE: Feature = "center"  # what training/index.py stores for each item
 
 
 def query_vector(features: np.ndarray, feature: Feature) -> np.ndarray:
-    """The retrieval vector of one image from its crops' fc7 rows: the centre crop's row (the
-    only one when ``feature`` is "center") or the mean of the ten crops' rows."""
-    return features.mean(axis=0) if feature == "ten_crop" else features[0]
+    """The retrieval vector of one image from its crops' fc7 rows: the gallery's vector (the centre
+    crop's row) when ``feature`` is "center", or the mean of the ten crops' rows."""
+    return features.mean(axis=0) if feature == "ten_crop" else gallery_vector(features)
 
 
-class Retrieval:
-    def __init__(self, gallery: Gallery):
-        self.gallery = gallery
-        self._searches: SearchCoalescer[list[Neighbor]] = SearchCoalescer(gallery.search)
+class Retrieval(ABC):
+    """A gallery the service searches and changes. Lookups by id are synchronous and raise
+    ``UnknownItemError``; searches and changes are coroutines that keep the event loop free."""
 
-    def __len__(self) -> int:
-        return len(self.gallery)
+    @abstractmethod
+    def __len__(self) -> int: ...
 
-    def item(self, item_id: int) -> GalleryItem:
-        return self.gallery.get(item_id)
+    @abstractmethod
+    def item(self, item_id: int) -> GalleryItem: ...
 
-    def vector(self, item_id: int) -> np.ndarray:
-        return self.gallery.vector(item_id)
+    @abstractmethod
+    def vector(self, item_id: int) -> np.ndarray: ...
 
+    @abstractmethod
     def thumbnail(self, item_id: int) -> bytes:
-        try:
-            return self.gallery.thumbnail_path(item_id).read_bytes()
-        except FileNotFoundError:  # removed between the lookup and the read
-            raise UnknownItemError(item_id) from None
+        """The item's JPEG thumbnail."""
 
     async def search(self, vector: np.ndarray, k: int, exclude: Sequence[int] = ()) -> list[Neighbor]:
-        """The ``k`` nearest items, leaving out ``exclude``; concurrent searches run as one batch."""
-        hits = await self._searches.search(vector, k + len(exclude))
-        skip = set(exclude)
-        return [hit for hit in hits if hit.item.id not in skip][:k]
+        """The ``k`` nearest items to ``vector``, nearest first, leaving out ids in ``exclude``."""
+        excluded = Exclusion.of(exclude)
+        return excluded.apply(await self._nearest(vector, excluded.depth(k)), k)
 
+    @abstractmethod
+    async def _nearest(self, vector: np.ndarray, n: int) -> list[Neighbor]:
+        """At least the ``n`` nearest items to ``vector`` (fewer only if the gallery has fewer), nearest first."""
+
+    @abstractmethod
     async def add(
         self, vectors: np.ndarray, labels: Sequence[str], sources: Sequence[str | None], thumbnails: Sequence[bytes]
     ) -> list[GalleryItem]:
-        items = await asyncio.to_thread(self.gallery.add, vectors, labels, sources, thumbnails)
-        log.info("gallery: added ids %s", [item.id for item in items])
-        return items
+        """Add items (one row, label, source and thumbnail JPEG each); returns them with their new ids."""
 
+    @abstractmethod
     async def remove(self, item_id: int) -> GalleryItem:
-        item = await asyncio.to_thread(self.gallery.remove, item_id)
-        log.info("gallery: removed id %d", item_id)
-        return item
-
-
-def load_retrieval(version: ModelVersion, settings: Settings | None = None) -> Retrieval:
-    """The version's gallery, or an empty one (written on the first add) if it has none yet; with
-    ``vector_backend`` "milvus", its Milvus collection (seeded from that gallery when new)."""
-    if settings is not None and settings.vector_backend == "milvus":
-        from service.milvus_retrieval import load_milvus_retrieval  # pymilvus only when chosen
-
-        return load_milvus_retrieval(version, settings)
-    gallery = Gallery.open(version.index_dir, version.manifest.feature_dim)
-    if not len(gallery):
-        log.warning("model %s has no gallery items: /similar answers no neighbours until some are added", version.path)
-    return Retrieval(gallery)
+        """Remove one item; returns it."""

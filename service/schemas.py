@@ -102,6 +102,11 @@ class ReadyResponse(BaseModel):
     model: ModelRef
     provider: str
     precision: str = Field(description="fp32, int8 or bf16: which model file and arithmetic serve")
+    runtime: str = Field(description="onnxruntime or openvino: the inference runtime serving")
+    runtime_reason: str = Field(
+        description="why this runtime and precision: 'set: ...' (ALEXNET_RUNTIME / ALEXNET_MODEL_PRECISION) or"
+        " 'auto: ...' (what the CPU, the installed runtimes and the version's verified models allowed)"
+    )
     inference_workers: int = Field(description="batches the model runs at once, each on its own thread")
     threads_per_run: int = Field(description="the runtime's threads per run (0: the runtime chooses)")
     decode_threads: int = Field(description="threads decoding and preprocessing uploads")

@@ -21,7 +21,8 @@ from model_store.store import StoreError, resolve
 from service.engine import Engine, load_engine
 from service.errors import ReloadFailed
 from service.metrics import Metrics
-from service.retrieval import Retrieval, load_retrieval
+from service.retrieval import Retrieval
+from service.retrieval_backends import load_retrieval
 from service.settings import Settings
 
 log = logging.getLogger(__name__)

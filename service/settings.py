@@ -72,13 +72,16 @@ class Settings(BaseSettings):
         description="batches run at once, each on its own thread; a batch that finds several idle is split"
         " across them (more than 1 forms smaller batches: see batch_max_wait_ms)",
     )
-    runtime: Literal["onnxruntime", "openvino"] = Field(
-        "onnxruntime", description="inference runtime; openvino (CPU only; the extra `openvino`) uses AMX/VNNI"
+    runtime: Literal["auto", "onnxruntime", "openvino"] = Field(
+        "auto",
+        description="inference runtime; openvino (CPU only; the extra `openvino`) uses AMX/VNNI; auto: openvino where"
+        " model_precision auto picks bf16, else onnxruntime (service/runtime.py; /readyz says which and why)",
     )
-    model_precision: Literal["fp32", "int8", "bf16"] = Field(
-        "fp32",
+    model_precision: Literal["auto", "fp32", "int8", "bf16"] = Field(
+        "auto",
         description="fp32 (model.onnx), int8 (model.int8.onnx, built at publish time) or bf16 (model.bf16.onnx run in"
-        " bf16 by OpenVINO)",
+        " bf16 by OpenVINO); auto: bf16 where the CPU has avx512_bf16 or amx_bf16, OpenVINO is installed, no GPU"
+        " serves and the version's bf16 model passed its parity check at publish time, else fp32",
     )
     intra_op_spinning: bool = Field(
         True,
@@ -94,7 +97,8 @@ class Settings(BaseSettings):
     jpeg_draft: bool = Field(
         True,
         description="decode JPEGs of at least twice 256 px at 1/2, 1/4 or 1/8 scale (never under 256 px):"
-        " ~10x faster for phone photos, mean pixel change 0.46/255 (benchmarks/results/decode_h100_host.md)",
+        " much faster for phone photos, for a small pixel change (measured: docs/performance.md, section 2,"
+        " benchmarks/results/decode_h100_host.md)",
     )
 
     # the index behind /similar (docs/scaling.md)

@@ -5,10 +5,15 @@ and publishes it with the real pipeline. ``tiny_model`` publishes one per test s
 indexes a small gallery with training/index.py; ``start_server`` runs ``python -m service`` on a
 store (a real uvicorn process on a free loopback port): ``live_service`` is one shared by the
 session, ``start_service`` starts a test's own (e.g. on ``private_store``, a copy it may change).
+
+Route behaviour (status codes, error bodies, parameters, limits, the SDK and the CLI) is tested on
+the fast service instead: the real app on a fake model, in process (tests/fake_serving.py;
+``fake_store``, ``fast``, ``start_fast``), in milliseconds and without the dataset.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import signal
@@ -18,11 +23,13 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
+from fake_serving import LIVE_SETTINGS, TEST_API_KEY, FastService, build_fake_store, fast_service
 from image_helpers import CALTECH_ROOT  # tests/ is on sys.path under pytest
 
 from model_store.writer_lock import LOCK_FILE
@@ -34,7 +41,6 @@ TINY_MODEL_NAME = "alexnet-tiny"
 # the first five classes of classes.txt: what TrainConfig(classes=5) trains on
 TINY_CLASSES = ("Faces", "Faces_easy", "Leopards", "Motorbikes", "accordion")
 GALLERY_PER_CLASS = 4
-TEST_API_KEY = "test-api-key-0123456789"
 
 
 def publish_tiny_model(
@@ -93,6 +99,14 @@ def clone_store(source: Path, target: Path) -> Path:
     return target
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """pytest-xdist (`-n`, `--dist loadgroup`, pyproject.toml): a file's tests run on one worker, in order, so
+    a module-scoped fixture (some train a model) is made once; tests/compose as a whole is one group."""
+    for item in items:
+        path = item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group("tests/compose" if path.startswith("tests/compose/") else path))
+
+
 @dataclass(frozen=True)
 class TinyModel:
     store_root: Path
@@ -109,14 +123,39 @@ def caltech_root() -> Path:
     return CALTECH_ROOT
 
 
+def run_temp_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The temporary folder of this whole run: shared by pytest-xdist's workers (each has its own below it)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+@contextmanager
+def exclusive(lock_path: Path) -> Iterator[None]:
+    """An exclusive lock between processes (``flock`` on ``lock_path``)."""
+    with open(lock_path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory, caltech_root: Path) -> TinyModel:
-    """One published model per session, with a gallery of 4 training images of each class."""
-    store_root = tmp_path_factory.mktemp("store")
-    version_dir = publish_tiny_model(store_root, caltech_root, len(TINY_CLASSES))
-    build_gallery_index(
-        store_root, TINY_MODEL_NAME, "latest", caltech_root, classes=TINY_CLASSES, per_class=GALLERY_PER_CLASS
-    )
+    """One published model per run, with a gallery of 4 training images of each class: the first worker
+    to ask publishes it (the others wait on a lock), and every worker uses that store. Tests never change
+    it: they change copies (``private_store``, ``live_service``)."""
+    root = run_temp_root(tmp_path_factory)
+    store_root, done = root / "tiny-store", root / "tiny-store.done"
+    with exclusive(root / "tiny-store.lock"):
+        if not done.exists():
+            shutil.rmtree(store_root, ignore_errors=True)
+            version_dir = publish_tiny_model(store_root, caltech_root, len(TINY_CLASSES))
+            build_gallery_index(
+                store_root, TINY_MODEL_NAME, "latest", caltech_root, classes=TINY_CLASSES, per_class=GALLERY_PER_CLASS
+            )
+            done.write_text(version_dir.name)
+    version_dir = store_root / TINY_MODEL_NAME / done.read_text()
     return TinyModel(store_root, TINY_MODEL_NAME, version_dir, caltech_root, TINY_CLASSES)
 
 
@@ -168,7 +207,7 @@ def start_server(
     port_flag: bool = False,
     **settings: object,
 ) -> LiveServer:
-    """Run ``python -m service`` (or ``module``, e.g. "training.cli serve") with ``ALEXNET_*``
+    """Run ``python -m service`` (or ``module``, e.g. "alexnet_cli serve") with ``ALEXNET_*``
     settings; return once /readyz answers 200. ``port_flag``: give the port as ``--port``, with
     another one in ALEXNET_PORT. Raises RuntimeError (with the server's log) if it exits or is not
     ready in ``timeout``."""
@@ -208,21 +247,6 @@ class LiveService:
     server: LiveServer
 
 
-# Settings of the shared server: limits small enough to test cheaply, a batching window wide
-# enough that one request's files reliably share a batch.
-LIVE_SETTINGS = {
-    "api_key": TEST_API_KEY,
-    "max_upload_bytes": 1024 * 1024,
-    "max_request_bytes": 3 * 1024 * 1024,
-    "max_pixels": 20_000_000,
-    "max_files_per_request": 4,
-    "max_top_k": 5,
-    "max_k": 10,
-    "batch_max_wait_ms": 50,
-    "max_queue": 32,
-}
-
-
 @pytest.fixture
 def start_service(tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
     """``start_service(store_root, **settings) -> LiveServer`` for the tiny model; the servers
@@ -258,3 +282,33 @@ def live_service(tiny_model: TinyModel, tmp_path_factory: pytest.TempPathFactory
         yield LiveService(server.url, TEST_API_KEY, model, server)
     finally:
         server.stop()
+
+
+# --- the fast service: the real app on a fake model, in process ---------------------------------
+
+
+@pytest.fixture(scope="session")
+def fake_store_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("fake-store")
+    build_fake_store(root)
+    return root
+
+
+@pytest.fixture
+def fake_store(fake_store_template: Path, tmp_path: Path) -> Path:
+    """A test's own copy of the fake model's store (tests/fake_serving.py: ten gallery items)."""
+    return Path(shutil.copytree(fake_store_template, tmp_path / "fake-store"))
+
+
+@pytest.fixture
+def start_fast(fake_store: Path) -> Iterator[Callable[..., FastService]]:
+    """``start_fast(**settings) -> FastService``: the app on the fake model over this test's
+    ``fake_store``, started in process (``LIVE_SETTINGS`` unless given); stopped after the test."""
+    with ExitStack() as stack:
+        yield lambda **settings: stack.enter_context(fast_service(fake_store, **(settings or LIVE_SETTINGS)))
+
+
+@pytest.fixture
+def fast(start_fast: Callable[..., FastService]) -> FastService:
+    """The fast service with ``LIVE_SETTINGS`` (the live service's limits and key)."""
+    return start_fast()

@@ -21,7 +21,7 @@ import bench_retrieval as br  # noqa: E402
 import figure_retrieval as fr  # noqa: E402
 
 from model_store.store import load_version  # noqa: E402
-from service.engine import OnnxModel  # noqa: E402
+from service.runtime import OnnxModel  # noqa: E402
 
 GALLERY_PER_CLASS = 4  # the tiny_model fixture's gallery (tests/conftest.py); checked below against its size
 

@@ -127,7 +127,7 @@ def test_parameters_follow_the_gallery_size_and_can_be_given() -> None:
 def test_alexnet_index_takes_an_index_kind() -> None:
     import argparse
 
-    from training.index import add_arguments
+    from alexnet_cli.index import add_arguments
 
     parser = add_arguments(argparse.ArgumentParser())
     assert parser.parse_args(["--data-root", "d"]).index_kind == "flat"

@@ -16,15 +16,14 @@ from image_helpers import (
 )
 from PIL import Image
 
+from model_store.postprocessing import average_crop_probabilities, softmax
 from model_store.preprocessing import (
     ImageError,
     ImageTooLargeError,
     Preprocessor,
-    average_crop_probabilities,
     crop_offsets,
     decode_image,
     resize_center_crop,
-    softmax,
     ten_crop,
 )
 
@@ -280,6 +279,21 @@ def test_jpeg_draft_decodes_large_photos_smaller_and_nearly_the_same() -> None:
     assert np.abs(full - fast).mean() < 2.0  # of 255: a re-sampling difference, not a different picture
     pre = Preprocessor(mean=np.zeros(3, np.float32), jpeg_draft=True)
     np.testing.assert_array_equal(pre.square(data), fast.astype(np.uint8))
+
+
+def test_prepare_gives_the_crops_the_upright_full_size_and_a_thumbnail() -> None:
+    """One decode: the crops of ``crops``, the stored image's upright size (also when JPEG draft
+    decoded it smaller) and, only when asked, the gallery thumbnail."""
+    photo = Image.open(CALTECH_SAMPLES[0]).convert("RGB").resize((1200, 800), Image.Resampling.BICUBIC)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored landscape, shown portrait
+    data = encode(photo, "JPEG", quality=90, exif=exif)
+    pre = Preprocessor(mean=np.array([120.0, 115.0, 100.0], np.float32), jpeg_draft=True)
+    prepared = pre.prepare(data, "center")
+    np.testing.assert_array_equal(prepared.crops, pre.crops(data, "center"))
+    assert (prepared.width, prepared.height) == (800, 1200) and prepared.thumbnail is None
+    thumb = Image.open(io.BytesIO(pre.prepare(data, "ten_crop", thumbnail=True).thumbnail or b""))
+    assert thumb.format == "JPEG" and thumb.size == (64, 96)  # longest side 96, upright
 
 
 def test_jpeg_draft_leaves_small_images_and_other_formats_alone() -> None:

@@ -11,10 +11,10 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
+from alexnet_cli.main import main as alexnet_cli
 from model_store.manifest import BF16_MODEL_FILE, INT8_MODEL_FILE, MANIFEST_FILE
-from model_store.preprocessing import average_crop_probabilities
+from model_store.postprocessing import average_crop_probabilities
 from model_store.store import StoreError, load_version, publish_version
-from training.cli import main as alexnet_cli
 
 
 def test_publish_builds_a_verified_int8_model_close_to_fp32(tiny_model) -> None:

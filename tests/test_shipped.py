@@ -12,8 +12,9 @@ import pytest
 import torch
 from image_helpers import CALTECH_ROOT
 
+from alexnet_cli.main import main as alexnet_cli
 from model_store.store import list_versions, load_version
-from training.cli import main as alexnet_cli
+from training.config import TrainConfig
 from training.export import ParityError
 from training.model import build_alexnet
 from training.pipeline import load_run
@@ -29,7 +30,7 @@ from training.shipped import (
     quantize_weights,
     read_provenance,
 )
-from training.train import TrainConfig, train
+from training.train import train
 
 pytestmark = pytest.mark.skipif(not (CALTECH_ROOT / "splits").is_dir(), reason=f"Caltech-101 not at {CALTECH_ROOT}")
 SHIPPED = SHIPPED_ROOT / "alexnet-caltech101"

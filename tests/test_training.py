@@ -12,11 +12,12 @@ import torch
 import torch.nn.functional as F
 from image_helpers import CALTECH_ROOT
 
+from alexnet_cli.main import main as alexnet_cli
 from model_store.store import load_version
-from training.cli import main as alexnet_cli
+from training.config import TrainConfig
 from training.data import ColorStats, ImageFolder, augment_batch, color_stats, load_squares, stratified_holdout
 from training.model import build_alexnet
-from training.train import TrainConfig, load_data, setup_runtime, train, train_one_epoch
+from training.train import load_data, setup_runtime, train, train_one_epoch
 
 pytestmark = pytest.mark.skipif(not (CALTECH_ROOT / "splits").is_dir(), reason=f"Caltech-101 not at {CALTECH_ROOT}")
 

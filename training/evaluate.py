@@ -13,7 +13,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from model_store.preprocessing import Preprocessor, Tta, average_crop_probabilities
+from model_store.postprocessing import average_crop_probabilities
+from model_store.preprocessing import Preprocessor, Tta
 
 LogitsFn = Callable[[np.ndarray], np.ndarray]
 

@@ -39,7 +39,7 @@ class ParityReport:
 class _LrnFunction(torch.autograd.Function):
     """torch's local_response_norm, exported as the one ONNX ``LRN`` node (the same function: both
     divide alpha by size and pad the channel window with zeros) instead of the Pow/AvgPool/Div chain
-    the exporter writes for it, which took ~80% of OpenVINO's bf16 time."""
+    the exporter writes for it, which took most of OpenVINO's bf16 time (docs/performance.md, section 1)."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, size: int, alpha: float, beta: float, k: float) -> torch.Tensor:
@@ -74,7 +74,7 @@ def export_onnx(model: AlexNet, path: Path, crop: int = 224, lrn_node: bool = Fa
 
     ``lrn_node``: LRN as one ONNX node (model.bf16.onnx, for OpenVINO, whose LRN kernel is fast)
     rather than the exporter's elementwise chain (model.onnx: ONNX Runtime's CPU LRN kernel is
-    slower than that chain, 39 against 54 crops/s on this project's CPU machine)."""
+    slower than that chain: docs/performance.md, section 1)."""
     sig = OnnxSignature()
     model = model.eval().to("cpu", memory_format=torch.contiguous_format).float()
     if lrn_node:
@@ -108,13 +108,13 @@ def check_parity(model: AlexNet, onnx_path: Path, images: np.ndarray, rtol: floa
     Raises ParityError when the max abs difference of either output, relative to that output's
     largest magnitude, exceeds ``rtol``.
     """
-    import onnxruntime as ort
+    from service.runtime import open_session
 
     sig = OnnxSignature()
     model = model.eval().to("cpu", memory_format=torch.contiguous_format).float()
     with torch.no_grad():
         ref_logits, ref_features = (t.numpy() for t in model(torch.from_numpy(images)))
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    session = open_session(onnx_path)
     ort_logits, ort_features = session.run([sig.logits, sig.features], {sig.input: images})
     report = ParityReport(
         batch=len(images),
@@ -135,10 +135,10 @@ def check_recorded_logits(
 ) -> dict[str, float]:
     """ONNX Runtime on ``images`` against logits recorded elsewhere (at training time, for a shipped
     model): raises ParityError past ``rtol`` (max abs difference over the largest recorded magnitude)."""
-    import onnxruntime as ort
+    from service.runtime import open_session
 
     sig = OnnxSignature()
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    session = open_session(onnx_path)
     logits = session.run([sig.logits], {sig.input: images})[0]
     recorded = np.asarray(recorded, dtype=np.float32)
     if logits.shape != recorded.shape:

@@ -17,7 +17,6 @@ the old index (or none). Build it while no service writes to that version's gall
 
 from __future__ import annotations
 
-import argparse
 import logging
 import shutil
 import tempfile
@@ -25,9 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 
-from model_store.preprocessing import decode_image, resize_center_crop
 from model_store.store import INDEX_DIR, fsync_path, load_version
 
 log = logging.getLogger(__name__)
@@ -62,11 +59,6 @@ def gallery_images(
     return images
 
 
-def onnx_providers() -> list[str]:
-    available = ort.get_available_providers()
-    return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
-
-
 def build_gallery_index(
     store_root: Path,
     model_name: str,
@@ -81,8 +73,9 @@ def build_gallery_index(
 ) -> Path:
     """Compute centre-crop fc7 vectors of the split's images with the published model and write the
     gallery into the version folder; returns the index folder."""
-    from model_store.gallery import Gallery, make_thumbnail  # FAISS: not needed to train or export
+    from model_store.gallery import GALLERY_FEATURE, Gallery, gallery_vector  # FAISS: not needed to train or export
     from model_store.index_kinds import MIN_TRAIN, TRAINABLE, check_kind
+    from service.runtime import open_session
 
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -101,7 +94,7 @@ def build_gallery_index(
         )
     preprocessor = model.preprocessor()
     sig = model.manifest.onnx
-    session = ort.InferenceSession(str(model.model_path), providers=onnx_providers())
+    session = open_session(model.model_path, "auto")  # CUDA where ONNX Runtime has it, else the CPU
     log.info(
         "indexing %d images of %s/%s with %s/%s on %s",
         len(images), data_root, split, model.manifest.name, model.manifest.version, session.get_providers()[0],
@@ -111,19 +104,18 @@ def build_gallery_index(
     for start in range(0, len(images), batch_size):
         crops = []
         for _, path in images[start : start + batch_size]:
-            image = decode_image(path, preprocessor.max_pixels)
-            # the same steps as Preprocessor.crops(path, "center"), keeping the decoded image for the thumbnail
-            crops.append(preprocessor.crops_from_square(resize_center_crop(image, preprocessor.resize), "center"))
-            thumbnails.append(make_thumbnail(image))
+            prepared = preprocessor.prepare(path, GALLERY_FEATURE, thumbnail=True)
+            crops.append(prepared.crops)
+            thumbnails.append(prepared.thumbnail or b"")  # always made: thumbnail=True
         (features,) = session.run([sig.features], {sig.input: np.concatenate(crops)})
-        vectors.append(features)
+        vectors.extend(map(gallery_vector, np.split(features, np.cumsum([len(c) for c in crops])[:-1])))
         log.info("indexed %d/%d", min(start + batch_size, len(images)), len(images))
 
     staging = Path(tempfile.mkdtemp(prefix=f".{INDEX_DIR}-build-", dir=model.path))
     try:
         gallery = Gallery.empty(staging, model.manifest.feature_dim, index_kind=index_kind)
         gallery.add(
-            np.concatenate(vectors),
+            np.stack(vectors),
             labels=[label for label, _ in images],
             sources=[path.relative_to(data_root).as_posix() for _, path in images],
             thumbnails=thumbnails,
@@ -139,44 +131,3 @@ def build_gallery_index(
         shutil.rmtree(staging, ignore_errors=True)
     log.info("wrote a %s gallery of %d items to %s", index_kind, len(images), index_dir)
     return index_dir
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    parser.add_argument("--store-root", type=Path, default=Path("store"), help="model store folder (default: store)")
-    parser.add_argument("--model-name", default="alexnet-caltech101", help="published model name")
-    parser.add_argument("--version", default="latest", help="model version: vN or latest (default: latest)")
-    parser.add_argument("--data-root", type=Path, required=True, help="dataset root with images/ and splits/")
-    parser.add_argument("--split", default="train30", help="split whose images form the gallery (default: train30)")
-    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="images per ONNX Runtime run")
-    parser.add_argument("--classes", nargs="+", default=None, help="only these classes (default: all)")
-    parser.add_argument("--per-class", type=int, default=None, help="at most this many images per class")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing index of the version")
-    parser.add_argument(
-        "--index-kind",
-        default="flat",
-        help="FAISS index: flat (default: exact), sq_fp16, ivf_pq, opq_ivf_pq or binary (approximate, for large"
-        " galleries; trained on the gallery, at least 1000 images); see docs/scaling-index.md",
-    )
-    return parser
-
-
-def run(args: argparse.Namespace) -> int:
-    index_dir = build_gallery_index(
-        store_root=args.store_root,
-        model_name=args.model_name,
-        version=args.version,
-        data_root=args.data_root,
-        split=args.split,
-        batch_size=args.batch_size,
-        classes=args.classes,
-        per_class=args.per_class,
-        overwrite=args.overwrite,
-        index_kind=args.index_kind,
-    )
-    print(index_dir)
-    return 0
-
-
-if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    raise SystemExit(run(add_arguments(argparse.ArgumentParser(description=__doc__.split("\n\n")[0])).parse_args()))

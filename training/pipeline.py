@@ -26,13 +26,14 @@ from model_store.manifest import (
 )
 from model_store.preprocessing import Preprocessor, Tta
 from model_store.store import publish_version
+from training.config import TrainConfig
 from training.data import TEST_SPLIT_OF, ImageFolder, load_squares
 from training.evaluate import EvalResult, evaluate, torch_logits_fn
 from training.export import check_parity, check_recorded_logits, export_onnx
 from training.model import AlexNet, build_alexnet
 from training.progress import progress
 from training.quantize import AGREEMENT_IMAGES, CALIBRATION_IMAGES, agreement, quantize_int8
-from training.train import CHECKPOINT_BEST, CURVES, TrainConfig, read_metrics
+from training.train import CHECKPOINT_BEST, CURVES, read_metrics
 
 log = logging.getLogger(__name__)
 PARITY_IMAGES = 8

@@ -19,11 +19,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from model_store.manifest import OnnxSignature
+from model_store.postprocessing import average_crop_probabilities
+from service.runtime import open_session
 
 log = logging.getLogger(__name__)
 CALIBRATION_BATCH = 16
@@ -66,12 +67,10 @@ def quantize_int8(fp32_path: Path, out_path: Path, calibration_crops: np.ndarray
 def agreement(fp32_path: Path, int8_path: Path, crops: np.ndarray, crops_per_image: int = 1) -> dict[str, float]:
     """Top-1 agreement of the two models on ``crops`` (images of ``crops_per_image`` crops each,
     softmax averaged per image) and the fc7 features' mean relative error."""
-    from model_store.preprocessing import average_crop_probabilities
-
     sig = OnnxSignature()
     outputs = {}
     for name, path in (("fp32", fp32_path), ("int8", int8_path)):
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        session = open_session(path)
         outputs[name] = session.run([sig.logits, sig.features], {sig.input: crops})
     (logits32, feats32), (logits8, feats8) = outputs["fp32"], outputs["int8"]
     labels32 = average_crop_probabilities(logits32, crops_per_image).argmax(1)

@@ -29,9 +29,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from training.config import TrainConfig, default_data_root
 from training.model import build_alexnet
 from training.pipeline import LoadedRun, evaluate_run, machine_description, parity_images, publish_model
-from training.train import CURVES, TrainConfig, default_data_root, read_metrics
+from training.train import CURVES, read_metrics
 
 log = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parents[1]

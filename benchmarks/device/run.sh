@@ -57,7 +57,7 @@ PY
 step "a model store: 101 classes, a few training steps on the GPU, export, publish, gallery index"
 STORE=/tmp/store
 DATA=$PWD/$WORK/final/data
-[ -d $STORE/alexnet-gpu-check ] || timeout 300 python3 -m training.cli train --data "$DATA" --out /tmp/run --cache /tmp/cache --epochs 1 \
+[ -d $STORE/alexnet-gpu-check ] || timeout 300 python3 -m alexnet_cli train --data "$DATA" --out /tmp/run --cache /tmp/cache --epochs 1 \
   --max-steps-per-epoch 2 --batch-size 32 --no-fast-paths --store-root $STORE --model-name alexnet-gpu-check \
   2>&1 | tail -25 | tee "$OUT/store.log" || exit 5
 

@@ -14,12 +14,12 @@ from ._constants import DEFAULT_CONCURRENCY, DEFAULT_MAX_RETRIES, DEFAULT_TIMEOU
 from ._exceptions import make_status_error
 from .types import (
     TTA,
-    Classification,
     ClassifyResponse,
+    ClassifyResult,
     Feature,
-    Health,
+    HealthResponse,
     IndexAddResponse,
-    IndexRemoveResponse,
+    IndexDeleteResponse,
     ModelInfo,
     Readiness,
     SimilarResponse,
@@ -97,9 +97,9 @@ class AsyncClient(BaseClient):
         batch_size: int = 1,
         top_k: int = 5,
         tta: TTA = "ten_crop",
-    ) -> list[Classification]:
+    ) -> list[ClassifyResult]:
         """Classify many images with at most ``concurrency`` requests in flight, ``batch_size``
-        images per request; returns one ``Classification`` per image, in input order.
+        images per request; returns one ``ClassifyResult`` per image, in input order.
 
         The first error is raised and the other requests are cancelled.
         """
@@ -132,11 +132,11 @@ class AsyncClient(BaseClient):
         """Add images to the gallery (needs the API key); see ``Client.add_to_index``."""
         return await self._send(self._add_call(images, labels))
 
-    async def remove_from_index(self, id: int) -> IndexRemoveResponse:
+    async def remove_from_index(self, id: int) -> IndexDeleteResponse:
         """Remove gallery item ``id`` (needs the API key)."""
         return await self._send(self._remove_call(id))
 
-    async def health(self) -> Health:
+    async def health(self) -> HealthResponse:
         """Liveness: the server process answers."""
         return await self._send(self._health_call())
 

@@ -32,12 +32,15 @@ from ._version import __version__
 from .types import (
     TTA,
     ClassifyResponse,
+    ErrorResponse,
     Feature,
-    Health,
+    HealthResponse,
     IndexAddResponse,
-    IndexRemoveResponse,
+    IndexDeleteResponse,
     ModelInfo,
+    ModelsResponse,
     Readiness,
+    ReadyResponse,
     SimilarResponse,
 )
 
@@ -197,16 +200,21 @@ def _json_parser(from_json: Callable[[Mapping[str, Any]], T]) -> Callable[[httpx
 
 
 def _parse_readiness(response: httpx.Response) -> Readiness:
-    ready = response.status_code == 200
+    """200: the ``ReadyResponse``; 503: not ready, with the error's code and message (``unavailable``
+    when the 503 is not the service's, e.g. a proxy's)."""
+    if response.status_code == 200:
+        return Readiness(ready=True, status="ready", details=_json_parser(ReadyResponse.from_json)(response))
     try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if not isinstance(body, dict):
-        if ready:
-            raise APIResponseValidationError("expected a JSON object from /readyz", response=response)
+        error = ErrorResponse.from_json(response.json()).error
+    except (ValueError, LookupError, TypeError, AttributeError):
         return Readiness(ready=False, status="unavailable")
-    return Readiness.from_json(body, ready=ready)
+    return Readiness(ready=False, status=error.code, message=error.message)
+
+
+def _first_model(models: ModelsResponse) -> ModelInfo:
+    if not models.models:
+        raise ValueError("the server lists no model")
+    return models.models[0]
 
 
 def _parse_thumbnail(response: httpx.Response) -> bytes:
@@ -343,18 +351,18 @@ class BaseClient:
             idempotent=False,
         )
 
-    def _remove_call(self, id: int) -> APICall[IndexRemoveResponse]:
-        return APICall("DELETE", f"/index/{int(id)}", _json_parser(IndexRemoveResponse.from_json))
+    def _remove_call(self, id: int) -> APICall[IndexDeleteResponse]:
+        return APICall("DELETE", f"/index/{int(id)}", _json_parser(IndexDeleteResponse.from_json))
 
-    def _health_call(self) -> APICall[Health]:
-        return APICall("GET", "/healthz", _json_parser(Health.from_json))
+    def _health_call(self) -> APICall[HealthResponse]:
+        return APICall("GET", "/healthz", _json_parser(HealthResponse.from_json))
 
     def _ready_call(self) -> APICall[Readiness]:
         # "Not ready" is the answer, not a failure: report it at once instead of retrying.
         return APICall("GET", "/readyz", _parse_readiness, retry=False, accept=frozenset({503}))
 
     def _model_info_call(self) -> APICall[ModelInfo]:
-        return APICall("GET", "/v1/models", _json_parser(ModelInfo.from_json))
+        return APICall("GET", "/v1/models", _json_parser(lambda body: _first_model(ModelsResponse.from_json(body))))
 
     def _thumbnail_call(self, id: int) -> APICall[bytes]:
         return APICall("GET", f"/gallery/{int(id)}/thumbnail", _parse_thumbnail)

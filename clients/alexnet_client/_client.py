@@ -15,12 +15,12 @@ from ._constants import DEFAULT_CONCURRENCY, DEFAULT_MAX_RETRIES, DEFAULT_TIMEOU
 from ._exceptions import make_status_error
 from .types import (
     TTA,
-    Classification,
     ClassifyResponse,
+    ClassifyResult,
     Feature,
-    Health,
+    HealthResponse,
     IndexAddResponse,
-    IndexRemoveResponse,
+    IndexDeleteResponse,
     ModelInfo,
     Readiness,
     SimilarResponse,
@@ -110,9 +110,9 @@ class Client(BaseClient):
         batch_size: int = 1,
         top_k: int = 5,
         tta: TTA = "ten_crop",
-    ) -> list[Classification]:
+    ) -> list[ClassifyResult]:
         """Classify many images with at most ``concurrency`` requests in flight, ``batch_size``
-        images per request; returns one ``Classification`` per image, in input order.
+        images per request; returns one ``ClassifyResult`` per image, in input order.
 
         The first error is raised; requests not yet started are then cancelled.
         """
@@ -142,11 +142,11 @@ class Client(BaseClient):
         Needs the API key. Not retried where the server may already have added them."""
         return self._send(self._add_call(images, labels))
 
-    def remove_from_index(self, id: int) -> IndexRemoveResponse:
+    def remove_from_index(self, id: int) -> IndexDeleteResponse:
         """Remove gallery item ``id``. Needs the API key; ``NotFoundError`` if there is none."""
         return self._send(self._remove_call(id))
 
-    def health(self) -> Health:
+    def health(self) -> HealthResponse:
         """Liveness: the server process answers."""
         return self._send(self._health_call())
 

@@ -28,6 +28,8 @@ from typing import Any
 
 import httpx
 
+from .types import ErrorResponse
+
 __all__ = [
     "APIError",
     "APIStatusError",
@@ -191,10 +193,11 @@ def _error_details(response: httpx.Response) -> tuple[str | None, str]:
     except ValueError:
         body = None
     if isinstance(body, dict):
-        error = body.get("error")
-        if isinstance(error, dict) and "message" in error:
-            code = error.get("code")
-            return (str(code) if code is not None else None), str(error["message"])
+        try:
+            error = ErrorResponse.from_json(body).error  # the service's one error shape
+            return error.code, error.message
+        except (LookupError, TypeError, ValueError):
+            pass  # not the service's answer (a proxy's, a load balancer's)
         # FastAPI's default shape, in case an error escapes the service's own handlers.
         if "detail" in body:
             return None, str(body["detail"])

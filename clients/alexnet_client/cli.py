@@ -98,7 +98,7 @@ def cmd_remove(client: Client, args: argparse.Namespace) -> int:
     if args.json:
         _print_json(dataclasses.asdict(response))
     else:
-        print(f"deleted {response.deleted}")
+        print(f"deleted {response.id}")
     return 0
 
 
@@ -116,7 +116,7 @@ def cmd_health(client: Client, args: argparse.Namespace) -> int:
 def cmd_info(client: Client, args: argparse.Namespace) -> int:
     info = client.model_info()
     if args.json:
-        _print_json(info.manifest)
+        _print_json(dataclasses.asdict(info))
         return 0
     rows: list[list[object]] = [
         ["model", info.name],

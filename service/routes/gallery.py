@@ -8,24 +8,16 @@ from typing import Annotated, cast
 import numpy as np
 from fastapi import APIRouter, Depends, File, Form, Path, Request, Response, UploadFile
 
+from model_store.gallery import GALLERY_FEATURE, gallery_vector
 from service.deps import EngineDep, RetrievalDep, SettingsDep, require_api_key
 from service.errors import InvalidParameter
-from service.routes.responses import error_responses
+from service.routes.responses import THUMBNAIL_PATH, error_responses, thumbnail_url
 from service.schemas import IndexAddResponse, IndexDeleteResponse, IndexedItem
 from service.uploads import read_uploads, require_form
 
 router = APIRouter(tags=["gallery"])
 MAX_LABEL_CHARS = 100
 ItemId = Annotated[int, Path(ge=0, description="gallery item id")]
-
-
-THUMBNAIL_PATH = "/gallery/{item_id}/thumbnail"
-
-
-def thumbnail_url(request: Request, item_id: int) -> str:
-    """The path of an item's thumbnail (under the server's root_path, as url_for gives it). Formatted
-    rather than url_for, which walks every route: 70 us a call, six calls per /similar answer."""
-    return request.scope.get("root_path", "") + THUMBNAIL_PATH.format(item_id=item_id)
 
 
 def check_labels(labels: list[str], count: int) -> list[str]:
@@ -56,10 +48,10 @@ async def add_to_index(
     uploads = await read_uploads(files, settings)
     labels = check_labels(labels, len(uploads))
     with engine.admit(len(uploads)):
-        prepared = await engine.prepare_uploads(uploads, "center", thumbnail=True)
+        prepared = await engine.prepare_uploads(uploads, GALLERY_FEATURE, thumbnail=True)
         outputs = await engine.infer_all(prepared)
     items = await retrieval.add(
-        np.stack([out.features[0] for out in outputs]),
+        np.stack([gallery_vector(out.features) for out in outputs]),
         labels=labels,
         sources=[f"upload:{upload.filename}" for upload in uploads],
         thumbnails=cast(list[bytes], [image.thumbnail for image in prepared]),  # thumbnail=True: all made

@@ -25,6 +25,8 @@ async def readyz(engine: EngineDep, retrieval: RetrievalDep) -> ReadyResponse:
         model=ModelRef.of(engine.manifest),
         provider=engine.provider,
         precision=engine.model.precision,
+        runtime=engine.choice.runtime,
+        runtime_reason=engine.choice.reason,
         inference_workers=engine.parallelism.workers,
         threads_per_run=engine.parallelism.threads,
         decode_threads=engine.decode_threads,

@@ -7,13 +7,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 
+from model_store.gallery import GALLERY_FEATURE
 from service.deps import EngineDep, RetrievalDep, SettingsDep
 from service.errors import InvalidParameter
 from service.params import form_or_query, in_range
 from service.predictions import image_probabilities, top_predictions
-from service.retrieval import GALLERY_FEATURE, Feature, query_vector
-from service.routes.gallery import thumbnail_url
-from service.routes.responses import error_responses
+from service.retrieval import Feature, query_vector
+from service.routes.responses import error_responses, thumbnail_url
 from service.schemas import ModelRef, Neighbor, SimilarQuery, SimilarResponse
 from service.uploads import read_uploads, require_form
 

@@ -1,4 +1,5 @@
-"""The alexnet-client command line against the fake service on loopback."""
+"""The alexnet-client command line against the real service app on the fake model, on loopback
+(tests/fake_serving.py)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,12 @@ from typing import Any
 
 import pytest
 from alexnet_client.cli import format_table, main
+from fake_serving import FAKE_LABELS, FAKE_MODEL_NAME, FAKE_PROVIDER, GALLERY, LIVE_SETTINGS, TEST_API_KEY, fake_app
+
+
+@pytest.fixture
+def url(serve: Callable[[Any], str], fake_store: Path) -> str:
+    return serve(fake_app(fake_store, **LIVE_SETTINGS))
 
 
 @pytest.fixture
@@ -31,113 +38,124 @@ def run(capsys: pytest.CaptureFixture[str], url: str, *args: str) -> tuple[int, 
     return code, out, err
 
 
-def test_classify_table(capsys: pytest.CaptureFixture[str], fake_service: Any, images: list[str]) -> None:
-    code, out, err = run(capsys, fake_service.url, "classify", *images, "--top-k", "2", "--tta", "center")
+def test_classify_table(capsys: pytest.CaptureFixture[str], url: str, images: list[str]) -> None:
+    code, out, err = run(capsys, url, "classify", *images, "--top-k", "2", "--tta", "center")
     assert (code, err) == (0, "")
     lines = out.splitlines()
     assert lines[0].split() == ["image", "size", "rank", "label", "probability"]
-    assert lines[1].split() == ["red.jpg", "32x24", "1", "face", "0.6000"]
-    assert lines[2].split() == ["2", "airplane", "0.1000"]
+    first, second = lines[1].split(), lines[2].split()
+    assert first[:3] == ["red.jpg", "32x24", "1"] and first[3] in FAKE_LABELS
+    assert second[0] == "2" and second[1] in FAKE_LABELS and float(second[2]) <= float(first[4])
     assert lines[3].split()[:3] == ["dark.png", "32x24", "1"]
-    assert lines[-1] == "model alexnet-test v1, tta center, 1.5 ms"
+    assert re.fullmatch(rf"model {FAKE_MODEL_NAME} v1, tta center, [\d.]+ ms", lines[-1])
     # aligned: every probability ends in the same column
     assert len({len(line) for line in lines[1:5]}) == 1
-    assert fake_service.requests[-1].form == {"top_k": ["2"], "tta": ["center"]}
 
 
-def test_classify_json(capsys: pytest.CaptureFixture[str], fake_service: Any, images: list[str]) -> None:
-    code, out, _ = run(capsys, fake_service.url, "classify", images[0], "--json")
+def test_classify_json(capsys: pytest.CaptureFixture[str], url: str, images: list[str]) -> None:
+    code, out, _ = run(capsys, url, "classify", images[0], "--json")
     data = json.loads(out)
     assert code == 0 and data["tta"] == "ten_crop"
     assert data["results"][0]["filename"] == "red.jpg" and len(data["results"][0]["predictions"]) == 5
 
 
-def test_similar_by_image_and_id(capsys: pytest.CaptureFixture[str], fake_service: Any, images: list[str]) -> None:
-    code, out, _ = run(capsys, fake_service.url, "similar", images[0], "--k", "2")
+def test_similar_by_image_and_id(capsys: pytest.CaptureFixture[str], url: str, tmp_path: Path) -> None:
+    query = tmp_path / "query.png"
+    query.write_bytes(GALLERY[2].png())
+    code, out, _ = run(capsys, url, "similar", str(query), "--k", "2")
     lines = out.splitlines()
     assert code == 0
-    assert lines[0] == "query: red.jpg, predicted face 0.6000"
+    assert re.fullmatch(r"query: query.png, predicted \w+ [01]\.\d{4}", lines[0])
     assert lines[1].split() == ["rank", "id", "label", "distance", "source"]
-    assert lines[2].split() == ["1", "1", "cat", "0.0000", "cat.jpg"]
-    assert len(lines) == 5 and lines[-1].endswith("feature center, 0.7 ms")
+    assert lines[2].split() == ["1", "2", GALLERY[2].label, "0.0000", GALLERY[2].source]
+    assert len(lines) == 5 and re.search(r"feature center, [\d.]+ ms$", lines[-1])
 
-    code, out, _ = run(capsys, fake_service.url, "similar", "--id", "2", "-k", "1", "--feature", "ten_crop", "--json")
+    code, out, _ = run(capsys, url, "similar", "--id", "2", "-k", "1", "--feature", "center", "--json")
     data = json.loads(out)
-    assert code == 0 and data["query"]["id"] == 2 and data["feature"] == "ten_crop" and len(data["neighbors"]) == 1
+    assert code == 0 and data["query"]["id"] == 2 and data["feature"] == "center" and len(data["neighbors"]) == 1
 
 
-def test_similar_usage_errors(capsys: pytest.CaptureFixture[str], fake_service: Any, images: list[str]) -> None:
+def test_similar_usage_errors(capsys: pytest.CaptureFixture[str], images: list[str]) -> None:
     for args in (["similar"], ["similar", images[0], "--id", "1"]):
         with pytest.raises(SystemExit) as excinfo:
-            main(["--url", fake_service.url, *args])
+            main(["--url", "http://127.0.0.1:9", *args])
         assert excinfo.value.code == 2
         assert "either IMAGE or --id" in capsys.readouterr().err
 
 
-def test_add_and_remove(capsys: pytest.CaptureFixture[str], fake_service: Any, images: list[str]) -> None:
-    key = ["--api-key", fake_service.api_key]
-    code, out, _ = run(capsys, fake_service.url, *key, "add", *images, "--label", "bird", "--label", "fish")
+def test_add_and_remove(capsys: pytest.CaptureFixture[str], url: str, images: list[str]) -> None:
+    key = ["--api-key", TEST_API_KEY]
+    code, out, _ = run(capsys, url, *key, "add", *images, "--label", "bird", "--label", "fish")
     assert code == 0
-    assert [line.split() for line in out.splitlines()] == [["id", "label"], ["4", "bird"], ["5", "fish"]]
+    assert [line.split() for line in out.splitlines()] == [["id", "label"], ["10", "bird"], ["11", "fish"]]
 
-    code, out, _ = run(capsys, fake_service.url, *key, "remove", "4")
-    assert (code, out) == (0, "deleted 4\n")
+    code, out, _ = run(capsys, url, *key, "remove", "10", "--json")
+    assert code == 0 and json.loads(out) == {"id": 10, "deleted": True, "gallery_size": 11}
+    code, out, _ = run(capsys, url, *key, "remove", "11")
+    assert (code, out) == (0, "deleted 11\n")
 
-    code, out, err = run(capsys, fake_service.url, *key, "remove", "4")
+    code, out, err = run(capsys, url, *key, "remove", "11")
     assert (code, out) == (1, "")
-    assert err == "alexnet-client: error: no gallery item 4 (HTTP 404 not_found)\n"
+    assert re.fullmatch(r"alexnet-client: error: no gallery item has id 11 \(HTTP 404 not_found, request \w+\)\n", err)
 
 
 def test_add_without_key_fails_with_the_servers_message(
-    capsys: pytest.CaptureFixture[str], fake_service: Any, images: list[str]
+    capsys: pytest.CaptureFixture[str], url: str, images: list[str]
 ) -> None:
-    code, _, err = run(capsys, fake_service.url, "add", images[0], "--label", "x")
-    assert code == 1 and "this endpoint needs an X-API-Key header (HTTP 401 missing_api_key)" in err
+    code, _, err = run(capsys, url, "add", images[0], "--label", "x")
+    assert code == 1 and "send the X-API-Key header (HTTP 401 missing_api_key" in err
 
 
-def test_client_side_errors_exit_1(capsys: pytest.CaptureFixture[str], fake_service: Any, tmp_path: Path) -> None:
-    code, _, err = run(capsys, fake_service.url, "classify", str(tmp_path / "missing.jpg"))
+def test_client_side_errors_exit_1(capsys: pytest.CaptureFixture[str], url: str, tmp_path: Path) -> None:
+    code, _, err = run(capsys, url, "classify", str(tmp_path / "missing.jpg"))
     assert code == 1 and "No such file or directory" in err
 
     corrupt = tmp_path / "corrupt.jpg"
     corrupt.write_bytes(b"\xff\xd8\xff garbage")
-    code, _, err = run(capsys, fake_service.url, "classify", str(corrupt))
-    assert code == 1 and "cannot decode corrupt.jpg" in err and "(HTTP 400 invalid_image)" in err
+    code, _, err = run(capsys, url, "classify", str(corrupt))
+    assert code == 1 and "corrupt.jpg" in err and "(HTTP 400 bad_image" in err
 
-    code, _, err = run(capsys, fake_service.url, "similar", "--id", "1", "--k", "0")
-    assert code == 1 and "k must be between 1 and 50 (HTTP 422 invalid_parameter)" in err
+    code, _, err = run(capsys, url, "similar", "--id", "1", "--k", "0")
+    assert code == 1 and "k must be between 1 and 10, got 0 (HTTP 422 invalid_parameter" in err
 
 
-def test_health_and_info(capsys: pytest.CaptureFixture[str], fake_service: Any) -> None:
-    code, out, _ = run(capsys, fake_service.url, "health")
+def test_health_and_info(capsys: pytest.CaptureFixture[str], serve: Callable[[Any], str], fake_store: Path) -> None:
+    app = fake_app(fake_store, **LIVE_SETTINGS)
+    url = serve(app)
+    code, out, _ = run(capsys, url, "health")
     assert code == 0 and [line.split() for line in out.splitlines()] == [
         ["check", "status"],
         ["health", "ok"],
         ["ready", "ready"],
     ]
 
-    fake_service.ready = False
-    code, out, _ = run(capsys, fake_service.url, "health", "--json")
-    assert code == 1 and json.loads(out)["ready"] == {"ready": False, "status": "loading", "details": {}}
+    app.state.engine.ready = False
+    code, out, _ = run(capsys, url, "health", "--json")
+    ready = json.loads(out)["ready"]
+    assert code == 1 and (ready["ready"], ready["status"], ready["details"]) == (False, "not_ready", None)
+    app.state.engine.ready = True
 
-    code, out, _ = run(capsys, fake_service.url, "info")
+    code, out, _ = run(capsys, url, "info")
     table = dict(re.split(r"\s{2,}", line) for line in out.splitlines())
     assert code == 0 and table.pop("field") == "value"
+    created = table.pop("created")
     assert table == {
-        "model": "alexnet-test",
+        "model": FAKE_MODEL_NAME,
         "version": "v1",
-        "variant": "paper-grouped",
+        "variant": "fake",
         "classes": "5",
         "feature dim": "4096",
-        "provider": "CPUExecutionProvider",
-        "gallery size": "3",
-        "created": "2024-01-01T00:00:00+00:00",
+        "provider": FAKE_PROVIDER,
+        "gallery size": "10",
+        "test split": "test30",
         "test accuracy": "not measured (published without a test evaluation)",  # the manifest has no "test"
-        "metric top1_ten_crop": "0.75",  # nested metrics (per class) are left to --json
+        "metric steps": "3",  # nested metrics (onnx_parity) are left to --json
     }
+    assert created.startswith("20")
 
-    code, out, _ = run(capsys, fake_service.url, "info", "--json")
-    assert code == 0 and json.loads(out)["labels"] == list(fake_service.labels)
+    code, out, _ = run(capsys, url, "info", "--json")
+    info = json.loads(out)
+    assert code == 0 and info["manifest"]["labels"] == list(FAKE_LABELS) and info["provider"] == FAKE_PROVIDER
 
 
 def test_connection_error(capsys: pytest.CaptureFixture[str]) -> None:
@@ -157,7 +175,7 @@ def installed_script(name: str) -> str | None:
     return str(beside) if beside.is_file() else shutil.which(name)
 
 
-def test_installed_console_script(fake_service: Any) -> None:
+def test_installed_console_script(url: str) -> None:
     """The entry point from clients/pyproject.toml, and ``python -m alexnet_client``."""
     script = installed_script("alexnet-client")
     if script is None:
@@ -165,9 +183,7 @@ def test_installed_console_script(fake_service: Any) -> None:
             f"no alexnet-client beside {sys.executable} or on PATH: the SDK is not installed; "
             "bash scripts/setup.sh installs it (with the service) into .venv"
         )
-    done = subprocess.run(
-        [script, "--url", fake_service.url, "health"], capture_output=True, text=True, timeout=60, check=False
-    )
+    done = subprocess.run([script, "--url", url, "health"], capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0 and "ready" in done.stdout
     done = subprocess.run(
         [sys.executable, "-m", "alexnet_client", "--version"], capture_output=True, text=True, timeout=60, check=False

@@ -40,6 +40,8 @@ from starlette.routing import Route
 
 HEALTHY = {"status": "ok"}
 JPEG = b"\xff\xd8\xff\xe0 fake"
+ITEM = {"id": 1, "label": "cat", "source": "upload:image-0.jpg", "thumbnail_url": "/gallery/1/thumbnail"}
+ADDED = {"ids": [1], "items": [ITEM], "gallery_size": 1}  # the service's IndexAddResponse
 
 
 class Script:
@@ -192,7 +194,7 @@ def test_retry_delay_policy() -> None:
 
 
 def test_gallery_changes_are_retried_only_when_not_acted_upon(serve: Callable[[Any], str]) -> None:
-    added = JSONResponse({"added": [{"id": 1, "label": "cat"}]})
+    added = JSONResponse(ADDED)
     refused = Script([unavailable(), status(429)], final=added)
     with Client(serve(refused.app()), max_retries=2) as client:
         assert client.add_to_index(JPEG, "cat").added[0].id == 1
@@ -217,7 +219,7 @@ def test_timeouts_are_retried_then_raised(serve: Callable[[Any], str]) -> None:
 
 
 def test_a_timed_out_gallery_change_is_not_retried(serve: Callable[[Any], str]) -> None:
-    script = Script([1.0], final=JSONResponse({"added": []}))
+    script = Script([1.0], final=JSONResponse(ADDED))
     with Client(serve(script.app()), timeout=0.2, max_retries=2) as client, pytest.raises(APITimeoutError):
         client.add_to_index(JPEG, "cat")
     assert script.calls == 1

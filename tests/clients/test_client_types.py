@@ -1,75 +1,51 @@
-"""Parsing of answers the fake service does not give: the shapes the service answers besides the
-documented ones, unknown fields, and Retry-After forms."""
+"""Answers the service itself never gives (a proxy's 503, a body that breaks the contract) and
+Retry-After forms. What the service does give is parsed in test_client_sdk.py, against the real
+app, and its shapes are held to the SDK's types by test_contract.py."""
 
 from __future__ import annotations
 
 import email.utils
 import time
 
+import httpx
 import pytest
+from alexnet_client import APIResponseValidationError, Client, ServiceUnavailableError
 from alexnet_client._exceptions import parse_retry_after
-from alexnet_client.types import IndexAddResponse, IndexRemoveResponse, ModelInfo, Readiness, SimilarQuery
 
 
-def test_index_answers_in_both_shapes() -> None:
-    documented = IndexAddResponse.from_json({"added": [{"id": 3, "label": "cat"}]})
-    assert documented.added[0].id == 3 and documented.gallery_size is None
-    service = IndexAddResponse.from_json(
-        {
-            "ids": [3],
-            "items": [{"id": 3, "label": "cat", "source": "upload:a.jpg", "thumbnail_url": "/gallery/3/thumbnail"}],
-            "gallery_size": 10,
-        }
+def answering(status: int, content: bytes, content_type: str = "application/json") -> Client:
+    """A Client whose every request gets this answer (httpx.MockTransport as its ``http_client``)."""
+    transport = httpx.MockTransport(
+        lambda request: httpx.Response(status, content=content, headers={"content-type": content_type})
     )
-    assert (service.added[0].source, service.added[0].thumbnail_url, service.gallery_size) == (
-        "upload:a.jpg",
-        "/gallery/3/thumbnail",
-        10,
-    )
-
-    assert IndexRemoveResponse.from_json({"deleted": 3}) == IndexRemoveResponse(deleted=3)
-    assert IndexRemoveResponse.from_json({"id": 3, "deleted": True, "gallery_size": 9}) == IndexRemoveResponse(3, 9)
-    with pytest.raises(ValueError):
-        IndexRemoveResponse.from_json({"id": 3, "deleted": False})
+    return Client("http://service", http_client=httpx.Client(transport=transport), max_retries=0)
 
 
-def test_model_info_in_both_shapes() -> None:
-    manifest = {"name": "m", "version": "v2", "labels": ["a", "b"], "variant": "grouped", "feature_dim": 4096}
-    flat = ModelInfo.from_json({**manifest, "provider": "CPUExecutionProvider", "gallery_size": 4, "future": 1})
-    nested = ModelInfo.from_json(
-        {
-            "models": [
-                {
-                    "name": "m",
-                    "version": "v2",
-                    "provider": "CPUExecutionProvider",
-                    "gallery_size": 4,
-                    "manifest": manifest,
-                }
-            ]
-        }
-    )
-    for info in (flat, nested):
-        assert (info.name, info.version, info.labels, info.provider, info.gallery_size) == (
-            "m",
-            "v2",
-            ("a", "b"),
-            "CPUExecutionProvider",
-            4,
+def test_a_503_that_is_not_the_services_is_not_ready_and_unavailable() -> None:
+    for body, content_type in [
+        (b"<html>502 Bad Gateway</html>", "text/html"),
+        (b'{"detail": "down"}', "application/json"),
+    ]:
+        readiness = answering(503, body, content_type).ready()
+        assert (readiness.ready, readiness.status, readiness.details, readiness.message) == (
+            False,
+            "unavailable",
+            None,
+            None,
         )
-    assert flat.manifest["future"] == 1
-    assert flat.precision == nested.precision == "fp32"  # a service that does not say serves fp32
-    served = {**manifest, "provider": "x", "gallery_size": 0, "precision": "bf16"}
-    assert ModelInfo.from_json(served).precision == "bf16"
+        with pytest.raises(ServiceUnavailableError) as excinfo:
+            answering(503, body, content_type).health()
+        assert excinfo.value.code is None
 
 
-def test_optional_query_fields_and_readiness_details() -> None:
-    query = SimilarQuery.from_json({"id": 5, "filename": None, "label": "cat", "predictions": None})
-    assert query.predictions == ()
-    readiness = Readiness.from_json({"status": "ready", "provider": "CUDAExecutionProvider"}, ready=True)
-    assert readiness.details == {"provider": "CUDAExecutionProvider"}
-    error = {"error": {"code": "not_ready", "message": "loading"}}
-    assert Readiness.from_json(error, ready=False) == Readiness(ready=False, status="not_ready", details=error)
+def test_answers_that_break_the_contract_are_validation_errors() -> None:
+    for body in (b'{"models": []}', b'{"models": [{"name": "m"}]}', b"[]"):
+        with pytest.raises(APIResponseValidationError):
+            answering(200, body).model_info()
+    with pytest.raises(APIResponseValidationError, match="gallery_size"):
+        answering(200, b'{"id": 3, "deleted": true}').remove_from_index(3)
+    with pytest.raises(APIResponseValidationError, match="model"):
+        answering(200, b'{"status": "ready"}').ready()  # a ReadyResponse says what is served
 
 
 def test_retry_after_forms() -> None:

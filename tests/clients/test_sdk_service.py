@@ -1,5 +1,6 @@
-"""The SDK and the CLI end to end against the real service (a small published model served on
-loopback by the ``live_service`` fixture of tests/conftest.py).
+"""The SDK and the CLI end to end against the service over loopback HTTP: the real app on the fake
+model (tests/fake_serving.py, served by uvicorn in a thread), and one smoke test on the real tiny
+model (``live_service`` of tests/conftest.py, ``python -m service``).
 """
 
 from __future__ import annotations
@@ -9,8 +10,9 @@ import io
 import json
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alexnet_client import (
@@ -24,7 +26,8 @@ from alexnet_client import (
     UnsupportedMediaTypeError,
 )
 from alexnet_client.cli import main as cli_main
-from alexnet_client.types import Classification, ModelInfo
+from alexnet_client.types import ClassifyResult, ModelInfo
+from fake_serving import FAKE_MODEL_NAME, LIVE_SETTINGS, TEST_API_KEY, encoded, fake_app, picture
 from PIL import Image
 
 from model_store.store import INDEX_DIR, publish_version, read_manifest
@@ -32,13 +35,14 @@ from training.evaluate import EvalResult
 
 
 @pytest.fixture
-def live_url(live_service) -> str:
-    return live_service.url
+def live_url(serve: Callable[[Any], str], fake_store: Path) -> str:
+    """The fast service (the app on the fake model) on loopback."""
+    return serve(fake_app(fake_store, **LIVE_SETTINGS))
 
 
 @pytest.fixture
-def live_key(live_service) -> str:
-    return live_service.api_key
+def live_key() -> str:
+    return TEST_API_KEY
 
 
 @pytest.fixture
@@ -52,22 +56,7 @@ def info(client: Client) -> ModelInfo:
     return client.model_info()
 
 
-def picture(width: int, height: int, seed: int) -> Image.Image:
-    """A textured RGB image (gradients and stripes), different for each seed."""
-    image = Image.linear_gradient("L").resize((width, height)).convert("RGB")
-    stripes = Image.new("RGB", (width, height), ((seed * 70) % 256, (seed * 130) % 256, (seed * 40) % 256))
-    for x in range(0, width, 8 + seed):
-        stripes.paste((255 - seed * 20, 40, 90), (x, 0, x + 3, height))
-    return Image.blend(image, stripes, 0.5)
-
-
-def encoded(image: Image.Image, fmt: str = "JPEG") -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, fmt)
-    return buffer.getvalue()
-
-
-def check_classification(result: Classification, info: ModelInfo, top_k: int) -> None:
+def check_classification(result: ClassifyResult, info: ModelInfo, top_k: int) -> None:
     assert len(result.predictions) == top_k
     probabilities = [p.probability for p in result.predictions]
     assert probabilities == sorted(probabilities, reverse=True)
@@ -141,7 +130,7 @@ def test_gallery_add_similar_thumbnail_remove(client: Client) -> None:
         assert thumbnail[:3] == b"\xff\xd8\xff"
         assert Image.open(io.BytesIO(thumbnail)).format == "JPEG"
     finally:
-        removed = [client.remove_from_index(item_id).deleted for item_id in ids]
+        removed = [client.remove_from_index(item_id).id for item_id in ids]
     assert removed == ids
     with pytest.raises(NotFoundError):
         client.remove_from_index(ids[0])
@@ -196,7 +185,7 @@ def test_async_client(live_url: str, live_key: str, info: ModelInfo) -> None:
                 assert similar.query.label == "async-sdk"
                 assert (await client.thumbnail(item_id))[:3] == b"\xff\xd8\xff"
             finally:
-                assert (await client.remove_from_index(item_id)).deleted == item_id
+                assert (await client.remove_from_index(item_id)).id == item_id
             with pytest.raises(NotFoundError):
                 await client.remove_from_index(item_id)
 
@@ -232,15 +221,15 @@ ACCURACY_FIELDS = ("top-1 accuracy", "mean per-class accuracy")
 
 
 def test_cli_info_shows_the_test_accuracy(
-    live_url: str, capsys: pytest.CaptureFixture[str], start_service, private_store: Path, tiny_model
+    live_url: str, capsys: pytest.CaptureFixture[str], serve: Callable[[Any], str], fake_store: Path
 ) -> None:
-    untested = info_table(capsys, live_url)  # the tiny model is published without evaluating it
+    untested = info_table(capsys, live_url)  # the fake model is published without evaluating it
     assert untested["test split"] == "test30"
     assert untested["test accuracy"] == "not measured (published without a test evaluation)"
     assert not [name for name in untested if name.startswith(ACCURACY_FIELDS)]
 
     # the same model published again with the test metrics publish_run records
-    source = private_store / tiny_model.name / "v1"
+    source = fake_store / FAKE_MODEL_NAME / "v1"
     manifest = read_manifest(source)
     test = {
         "center": EvalResult("center", 1234, top1_error=0.419, top5_error=0.2, mean_per_class_accuracy=0.5523),
@@ -248,10 +237,10 @@ def test_cli_info_shows_the_test_accuracy(
     }
     metrics = {**manifest.metrics, "test": {tta: result.as_dict() for tta, result in test.items()}}
     version = publish_version(
-        private_store, manifest.model_copy(update={"metrics": metrics}), {f: source / f for f in manifest.files}
+        fake_store, manifest.model_copy(update={"metrics": metrics}), {f: source / f for f in manifest.files}
     )
     shutil.copytree(source / INDEX_DIR, version / INDEX_DIR)
-    tested = info_table(capsys, start_service(private_store).url)
+    tested = info_table(capsys, serve(fake_app(fake_store)))
     assert tested["version"] == version.name == "v2" and tested["test split"] == "test30"
     assert "test accuracy" not in tested
     assert [(name, value) for name, value in tested.items() if name.startswith(ACCURACY_FIELDS)] == [
@@ -260,3 +249,19 @@ def test_cli_info_shows_the_test_accuracy(
         ("top-1 accuracy (ten_crop)", "61.25%"),
         ("mean per-class accuracy (ten_crop)", "60.13%"),
     ]
+
+
+def test_the_sdk_on_the_real_model(live_service) -> None:
+    """The SDK on ``python -m service`` serving the trained tiny model: its answers parse, a photo
+    added is found again at distance 0, and removing it works."""
+    photo = (live_service.model.data_root / "images/Faces/image_0004.jpg").read_bytes()
+    with Client(live_service.url, api_key=live_service.api_key, max_retries=2) as client:
+        info = client.model_info()
+        assert info.labels == tuple(live_service.model.classes) and client.ready().ready
+        check_classification(client.classify(photo, top_k=3).results[0], info, 3)
+        added = client.add_to_index(photo, "sdk-real")
+        try:
+            hit = client.similar(photo, k=1).neighbors[0]
+            assert (hit.id, hit.label) == (added.ids[0], "sdk-real") and hit.distance < 1e-2
+        finally:
+            assert client.remove_from_index(added.ids[0]).deleted

@@ -1,5 +1,7 @@
-"""Access control and limits on the real server: the API key on reads when configured, CORS
-preflights, inference timeouts, path traversal through ids, and no stack trace in any answer.
+"""Access control and limits: the API key on reads when configured, CORS preflights, inference
+timeouts, path traversal through ids, and no stack trace in any answer. On the service app with
+the fake model (tests/fake_serving.py: every route, middleware and error handler real), in process
+or, where raw request paths are sent, on loopback.
 
 (test_service_bad_inputs.py covers the key on POST/DELETE /index, body and file limits, and
 test_service_settings.py the constant-time comparison.)
@@ -7,12 +9,14 @@ test_service_settings.py the constant-time comparison.)
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from pathlib import Path
 
 import httpx
 import pytest
+from fake_serving import FAKE_MODEL_NAME, encoded, fake_app, picture, run_server
 from pydantic import ValidationError
 from reliability_helpers import API_KEY, KEY, assert_error
 
@@ -37,6 +41,11 @@ def test_access_settings_fail_at_start_up() -> None:
     assert not Settings().require_key_for_reads and Settings().inference_timeout_s == 30
 
 
+@pytest.fixture(scope="module")
+def photo_jpeg() -> bytes:
+    return encoded(picture(538, 355, 11))
+
+
 def raw_get(url: str, raw_path: str) -> tuple[int, bytes]:
     """GET with the path sent exactly as given (httpx would normalise '..' away)."""
     host, port = url.removeprefix("http://").split(":")
@@ -49,60 +58,60 @@ def raw_get(url: str, raw_path: str) -> tuple[int, bytes]:
     return int(head.split()[1]), body
 
 
-def test_reads_need_the_key_when_configured_and_cors_preflights(start_service, tiny_model, photo_jpeg: bytes) -> None:
-    server = start_service(tiny_model.store_root, api_key=API_KEY, require_key_for_reads="true", cors_origins=ALLOWED)
-    with httpx.Client(base_url=server.url, timeout=30) as http:
-        for path in ("/healthz", "/readyz", "/metrics"):  # probes and scrapers send no key
-            assert http.get(path).status_code == 200, path
-        for method, path, form in READS:
-            assert_error(http.request(method, path, data=form), 401, "missing_api_key")
-            assert_error(http.request(method, path, data=form, headers={"X-API-Key": API_KEY[:-1] + "x"}), 403)
-            assert http.request(method, path, data=form, headers=KEY).status_code == 200, path
-        upload = {"files": ("a.jpg", photo_jpeg, "image/jpeg")}
-        assert_error(http.post("/classify", files=upload), 401, "missing_api_key")
-        assert http.post("/classify", files=upload, headers=KEY).status_code == 200
-        security = http.get("/openapi.json").json()["paths"]["/v1/models"]["get"]["security"]
-        assert security == [{"APIKeyHeader": []}]
+def test_reads_need_the_key_when_configured_and_cors_preflights(start_fast, photo_jpeg: bytes) -> None:
+    fast = start_fast(api_key=API_KEY, require_key_for_reads=True, cors_origins=[ALLOWED])
+    http = fast.client
+    for path in ("/healthz", "/readyz", "/metrics"):  # probes and scrapers send no key
+        assert http.get(path).status_code == 200, path
+    for method, path, form in READS:
+        assert_error(http.request(method, path, data=form), 401, "missing_api_key")
+        assert_error(http.request(method, path, data=form, headers={"X-API-Key": API_KEY[:-1] + "x"}), 403)
+        assert http.request(method, path, data=form, headers=KEY).status_code == 200, path
+    upload = {"files": ("a.jpg", photo_jpeg, "image/jpeg")}
+    assert_error(http.post("/classify", files=upload), 401, "missing_api_key")
+    assert http.post("/classify", files=upload, headers=KEY).status_code == 200
+    security = http.get("/openapi.json").json()["paths"]["/v1/models"]["get"]["security"]
+    assert security == [{"APIKeyHeader": []}]
 
-        preflight = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "x-api-key"}
-        allowed = http.options("/classify", headers={"Origin": ALLOWED, **preflight})
-        assert allowed.status_code == 200  # answered before the key check: a browser sends no key here
-        assert allowed.headers["access-control-allow-origin"] == ALLOWED
-        assert "x-api-key" in allowed.headers["access-control-allow-headers"].lower()
-        assert "POST" in allowed.headers["access-control-allow-methods"]
-        refused = http.options("/classify", headers={"Origin": "http://evil.example", **preflight})
-        assert refused.status_code == 400 and "access-control-allow-origin" not in refused.headers
-        simple = http.get("/v1/models", headers={"Origin": "http://evil.example", **KEY})
-        assert simple.status_code == 200 and "access-control-allow-origin" not in simple.headers
-        simple = http.get("/v1/models", headers={"Origin": ALLOWED, **KEY})
-        assert simple.headers["access-control-allow-origin"] == ALLOWED
+    preflight = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "x-api-key"}
+    allowed = http.options("/classify", headers={"Origin": ALLOWED, **preflight})
+    assert allowed.status_code == 200  # answered before the key check: a browser sends no key here
+    assert allowed.headers["access-control-allow-origin"] == ALLOWED
+    assert "x-api-key" in allowed.headers["access-control-allow-headers"].lower()
+    assert "POST" in allowed.headers["access-control-allow-methods"]
+    refused = http.options("/classify", headers={"Origin": "http://evil.example", **preflight})
+    assert refused.status_code == 400 and "access-control-allow-origin" not in refused.headers
+    simple = http.get("/v1/models", headers={"Origin": "http://evil.example", **KEY})
+    assert simple.status_code == 200 and "access-control-allow-origin" not in simple.headers
+    simple = http.get("/v1/models", headers={"Origin": ALLOWED, **KEY})
+    assert simple.headers["access-control-allow-origin"] == ALLOWED
 
 
-def test_slow_inference_is_a_json_503_and_the_service_goes_on(start_service, tiny_model, photo_jpeg: bytes) -> None:
+def test_slow_inference_is_a_json_503_and_the_service_goes_on(start_fast, photo_jpeg: bytes) -> None:
     # a limit no inference can meet (the batcher alone waits 5 ms): every image times out
-    server = start_service(tiny_model.store_root, api_key=API_KEY, inference_timeout_s=0.001, retry_after_s=2)
-    with httpx.Client(base_url=server.url, timeout=30) as http:
-        size = http.get("/readyz").json()["gallery_size"]
-        upload = {"files": ("a.jpg", photo_jpeg, "image/jpeg")}
-        response = http.post("/classify", files=upload)
-        assert "inference_timeout_s" in assert_error(response, 503, "inference_timeout")["message"]
-        assert response.headers["retry-after"] == "2"
-        assert_error(http.post("/similar", files={"file": ("a.jpg", photo_jpeg, "image/jpeg")}), 503)
-        assert_error(http.post("/index", files=upload, data={"labels": "x"}, headers=KEY), 503, "inference_timeout")
-        assert http.get("/readyz").json()["gallery_size"] == size  # nothing added
-        assert http.post("/similar", data={"id": "0"}).status_code == 200  # no inference: unaffected
-        assert "alexnet_inference_timeouts_total 3.0" in http.get("/metrics").text
-    assert server.process.poll() is None
+    fast = start_fast(api_key=API_KEY, inference_timeout_s=0.001, retry_after_s=2)
+    http = fast.client
+    size = http.get("/readyz").json()["gallery_size"]
+    upload = {"files": ("a.jpg", photo_jpeg, "image/jpeg")}
+    response = http.post("/classify", files=upload)
+    assert "inference_timeout_s" in assert_error(response, 503, "inference_timeout")["message"]
+    assert response.headers["retry-after"] == "2"
+    assert_error(http.post("/similar", files={"file": ("a.jpg", photo_jpeg, "image/jpeg")}), 503)
+    assert_error(http.post("/index", files=upload, data={"labels": "x"}, headers=KEY), 503, "inference_timeout")
+    assert http.get("/readyz").json()["gallery_size"] == size  # nothing added
+    assert http.post("/similar", data={"id": "0"}).status_code == 200  # no inference: unaffected
+    assert "alexnet_inference_timeouts_total 3.0" in http.get("/metrics").text
+    assert http.get("/readyz").status_code == 200
 
 
 def test_no_path_traversal_through_ids_and_no_stack_traces(
-    start_service, private_store: Path, tiny_model, photo_jpeg: bytes
+    fake_store: Path, photo_jpeg: bytes, caplog: pytest.LogCaptureFixture
 ) -> None:
-    thumbs = private_store / tiny_model.name / tiny_model.version_dir.name / "index" / THUMBS_DIR
+    thumbs = fake_store / FAKE_MODEL_NAME / "v1" / "index" / THUMBS_DIR
     (thumbs / "1.jpg").unlink()
     (thumbs / "1.jpg").mkdir()  # an unreadable thumbnail: the one internal error a request can reach
-    server = start_service(private_store, api_key=API_KEY)
-    with httpx.Client(base_url=server.url, timeout=30) as http:
+    caplog.set_level(logging.INFO)
+    with run_server(fake_app(fake_store, api_key=API_KEY)) as url, httpx.Client(base_url=url, timeout=30) as http:
         for raw_path, statuses in [
             ("/gallery/../../etc/passwd/thumbnail", {404}),
             ("/gallery/%2e%2e/thumbnail", {422}),
@@ -116,7 +125,7 @@ def test_no_path_traversal_through_ids_and_no_stack_traces(
             ("/static/..%2f..%2fpyproject.toml", {404}),
             ("/static/%2e%2e/%2e%2e/pyproject.toml", {404}),
         ]:
-            status, body = raw_get(server.url, raw_path)
+            status, body = raw_get(url, raw_path)
             assert status in statuses, (raw_path, status, body[:200])
             assert body.startswith(b'{"error":{') and b"root:" not in body and b"[project]" not in body, raw_path
         for item_id in ("-1", "99999999999999999999999999", "%2e%2e"):
@@ -132,6 +141,6 @@ def test_no_path_traversal_through_ids_and_no_stack_traces(
         assert str(thumbs) not in broken.text and "IsADirectoryError" not in broken.text
         assert broken.headers["connection"] == "close"  # uvicorn drops the connection after a 500: reuse is reset
         assert http.get("/gallery/0/thumbnail").status_code == 200 and http.get("/readyz").status_code == 200
-    assert "IsADirectoryError" in server.log()  # logged with its traceback for the operator
-    assert "unhandled IsADirectoryError on GET /gallery/1/thumbnail (request thumb-500)" in server.log()
+    assert "IsADirectoryError" in caplog.text  # logged with its traceback for the operator
+    assert "unhandled IsADirectoryError on GET /gallery/1/thumbnail (request thumb-500)" in caplog.text
     assert os.path.isdir(thumbs / "1.jpg")

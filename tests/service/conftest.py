@@ -6,15 +6,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pytest
-from image_helpers import encode
 from PIL import Image
-from service_helpers import FACE, WATCH
+from service_helpers import FACE, WATCH, awkward_encodings
 
 from model_store.preprocessing import decode_image
-
-EXIF_ORIENTATION = 0x0112
 
 
 @pytest.fixture(scope="session")
@@ -35,23 +31,7 @@ def photo(face_jpeg: bytes) -> Image.Image:
 @pytest.fixture(scope="session")
 def odd_images(photo: Image.Image) -> dict[str, tuple[bytes, tuple[int, int]]]:
     """Valid images in awkward encodings -> (bytes, the upright size the service must report)."""
-    small = photo.resize((photo.width // 2, photo.height // 2))
-    gray16 = (np.asarray(small.convert("L"), dtype=np.uint16) * 257).astype(np.uint16)
-    paletted = small.convert("P", palette=Image.Palette.ADAPTIVE, colors=64)
-    rgba = small.convert("RGBA")
-    rgba.putalpha(Image.linear_gradient("L").resize(small.size))
-    exif = Image.Exif()
-    exif[EXIF_ORIENTATION] = 6  # stored sideways: viewers rotate it 90 degrees clockwise
-    size, turned = small.size, small.size[::-1]
-    return {
-        "cmyk.jpg": (encode(small.convert("CMYK"), "JPEG"), size),
-        "gray16.png": (encode(Image.fromarray(gray16), "PNG"), size),
-        "paletted-transparent.png": (encode(paletted, "PNG", transparency=0), size),
-        "rgba.png": (encode(rgba, "PNG"), size),
-        "grayscale.jpg": (encode(small.convert("L"), "JPEG"), size),
-        "exif-rotated.jpg": (encode(small, "JPEG", exif=exif.tobytes()), turned),
-        "photo.webp": (encode(small, "WEBP"), size),
-    }
+    return awkward_encodings(photo)
 
 
 @pytest.fixture

@@ -10,9 +10,10 @@ import onnxruntime as ort
 import pytest
 from PIL import Image
 
+from alexnet_cli.index import add_arguments, run
 from model_store.gallery import Gallery
 from model_store.store import load_version
-from training.index import add_arguments, gallery_images, run
+from training.index import gallery_images
 
 
 def test_gallery_holds_the_split_images_with_labels_sources_and_thumbnails(tiny_model) -> None:

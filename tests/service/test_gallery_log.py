@@ -19,7 +19,6 @@ from gallery_helpers import kill_writer_midway
 from PIL import Image
 
 from model_store import change_log
-from model_store import gallery as gallery_module
 from model_store.gallery import (
     GALLERY_FILE,
     THUMBS_DIR,
@@ -29,6 +28,7 @@ from model_store.gallery import (
     UnknownItemError,
     make_thumbnail,
 )
+from model_store.gallery import search as gallery_module
 from model_store.index_kinds import KINDS, MIN_TRAIN
 from model_store.writer_lock import LOCK_FILE
 

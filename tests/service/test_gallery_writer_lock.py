@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model_store import gallery as gallery_module
 from model_store.gallery import GALLERY_FILE, THUMBS_DIR, Gallery, GalleryConflict
+from model_store.gallery import storage as gallery_module
 from model_store.writer_lock import LOCK_FILE, WriterLock
 
 DIM = 8

@@ -1,4 +1,6 @@
-"""Every endpoint of the real service (uvicorn on loopback, ONNX Runtime, FAISS) over HTTP."""
+"""Every endpoint of the service app on the fake model (tests/fake_serving.py: the real routes,
+middleware, engine and FAISS gallery; in process). What the trained model computes is checked on
+the real server in test_service_parity.py."""
 
 from __future__ import annotations
 
@@ -7,43 +9,55 @@ import io
 import re
 
 import httpx
+import pytest
+from fake_serving import FAKE_LABELS, FAKE_MODEL_NAME, FAKE_PROVIDER, GALLERY, FastService, encoded, picture
 from PIL import Image
 
 from model_store.manifest import Manifest
-from service.parallelism import available_cpus
 
 
-def test_health_ready_models_and_docs(client: httpx.Client, live_service) -> None:
+@pytest.fixture
+def client(fast: FastService) -> httpx.Client:
+    return fast.client
+
+
+@pytest.fixture(scope="module")
+def face_jpeg() -> bytes:
+    return encoded(picture(538, 355, 11))
+
+
+@pytest.fixture(scope="module")
+def watch_jpeg() -> bytes:
+    return encoded(picture(300, 242, 12))
+
+
+def test_health_ready_models_and_docs(client: httpx.Client) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz").json()
-    assert ready["status"] == "ready" and ready["provider"] == "CPUExecutionProvider"
-    # one run at a time, on as many ONNX Runtime threads as this process may use CPUs
-    assert ready["inference_workers"] == 1 and ready["threads_per_run"] == available_cpus()
-    assert ready["decode_threads"] == max(1, available_cpus() // 8)  # beside the model on the CPU
+    assert ready["status"] == "ready" and ready["provider"] == FAKE_PROVIDER and ready["gallery_size"] == len(GALLERY)
+    assert ready["model"] == {"name": FAKE_MODEL_NAME, "version": "v1"} and ready["inference_workers"] == 1
     (info,) = client.get("/v1/models").json()["models"]
-    assert info["name"] == live_service.model.name and info["version"] == "v1"
-    assert info["provider"] == "CPUExecutionProvider" and info["gallery_size"] >= 1
+    assert info["name"] == FAKE_MODEL_NAME and info["version"] == "v1"
+    assert info["provider"] == FAKE_PROVIDER and info["gallery_size"] == len(GALLERY)
     manifest = Manifest.model_validate(info["manifest"])
-    assert manifest.labels == list(live_service.model.classes) and "model.onnx" in manifest.files
+    assert manifest.labels == list(FAKE_LABELS) and "model.onnx" in manifest.files
     assert client.get("/docs").status_code == 200
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/classify", "/similar", "/index", "/index/{item_id}", "/gallery/{item_id}/thumbnail"} <= set(paths)
     assert "ErrorResponse" in str(paths["/classify"]["post"]["responses"]["413"])
 
 
-def test_classify_several_files_ten_crop(
-    client: httpx.Client, live_service, face_jpeg: bytes, watch_jpeg: bytes
-) -> None:
+def test_classify_several_files_ten_crop(client: httpx.Client, face_jpeg: bytes, watch_jpeg: bytes) -> None:
     files = [("files", ("face.jpg", face_jpeg, "image/jpeg")), ("files", ("watch.jpg", watch_jpeg, "image/jpeg"))]
     body = client.post("/classify", files=files).json()
-    assert body["model"] == {"name": "alexnet-tiny", "version": "v1"} and body["tta"] == "ten_crop"
+    assert body["model"] == {"name": FAKE_MODEL_NAME, "version": "v1"} and body["tta"] == "ten_crop"
     face, watch = body["results"]
     assert (face["filename"], face["width"], face["height"]) == ("face.jpg", 538, 355)
     assert (watch["filename"], watch["width"], watch["height"]) == ("watch.jpg", 300, 242)
     probabilities = [p["probability"] for p in face["predictions"]]
     assert len(probabilities) == 5 and probabilities == sorted(probabilities, reverse=True)
     assert abs(sum(probabilities) - 1) < 1e-6  # top 5 of 5 classes
-    assert {p["label"] for p in face["predictions"]} == set(live_service.model.classes)
+    assert {p["label"] for p in face["predictions"]} == set(FAKE_LABELS)
     assert face["predictions"] != watch["predictions"] and body["elapsed_ms"] > 0
 
 
@@ -58,7 +72,7 @@ def test_classify_top_k_and_tta_as_form_or_query(client: httpx.Client, face_jpeg
     assert ten["results"][0]["predictions"] != by_form["results"][0]["predictions"]
 
 
-def test_similar_by_file(client: httpx.Client, live_service, face_jpeg: bytes) -> None:
+def test_similar_by_file(client: httpx.Client, face_jpeg: bytes) -> None:
     body = client.post("/similar", files={"file": ("q.jpg", face_jpeg, "image/jpeg")}, data={"k": "3"}).json()
     assert body["feature"] == "center" and body["query"]["id"] is None and body["query"]["filename"] == "q.jpg"
     assert body["query"]["label"] is None and len(body["query"]["predictions"]) == 5
@@ -66,24 +80,23 @@ def test_similar_by_file(client: httpx.Client, live_service, face_jpeg: bytes) -
     assert len(distances) == 3 and distances == sorted(distances) and distances[0] > 0
     for neighbor in body["neighbors"]:
         assert neighbor["thumbnail_url"] == f"/gallery/{neighbor['id']}/thumbnail"
-        assert neighbor["label"] in live_service.model.classes
+        assert neighbor["label"] in FAKE_LABELS
     ten = client.post("/similar", files={"file": ("q.jpg", face_jpeg, "image/jpeg")}, params={"feature": "ten_crop"})
     assert ten.json()["feature"] == "ten_crop" and len(ten.json()["neighbors"]) == 6
 
 
-def test_similar_to_a_gallery_image_finds_it_at_distance_zero(client: httpx.Client, live_service) -> None:
-    model = live_service.model
-    source = "images/Leopards/image_0023.jpg"  # in the gallery (train30, among the first 4 Leopards)
-    body = client.post("/similar", files={"file": ("l.jpg", (model.data_root / source).read_bytes())}).json()
+def test_similar_to_a_gallery_image_finds_it_at_distance_zero(client: httpx.Client) -> None:
+    item = GALLERY[5]
+    body = client.post("/similar", files={"file": ("l.png", item.png())}).json()
     nearest = body["neighbors"][0]
-    assert nearest["source"] == source and nearest["label"] == "Leopards" and nearest["distance"] < 1e-2
+    assert nearest["source"] == item.source and nearest["label"] == item.label and nearest["distance"] < 1e-2
 
 
 def test_similar_by_id_excludes_the_item(client: httpx.Client) -> None:
     neighbors = client.post("/similar", data={"id": "1", "k": "10"}).json()
-    assert neighbors["query"] == {"id": 1, "filename": None, "label": "Faces", "predictions": None}
+    assert neighbors["query"] == {"id": 1, "filename": None, "label": GALLERY[1].label, "predictions": None}
     ids = [n["id"] for n in neighbors["neighbors"]]
-    assert 1 not in ids and len(ids) == 10
+    assert 1 not in ids and len(ids) == len(GALLERY) - 1  # all the others
     by_query = client.post("/similar", params={"id": 1, "k": 10}, data={}).json()
     assert [n["id"] for n in by_query["neighbors"]] == ids
 
@@ -96,11 +109,10 @@ def test_thumbnail(client: httpx.Client) -> None:
 
 
 def test_concurrent_requests_are_batched_and_metrics_report_it(
-    client: httpx.Client, live_service, face_jpeg: bytes, watch_jpeg: bytes
+    client: httpx.Client, face_jpeg: bytes, watch_jpeg: bytes
 ) -> None:
     def classify(jpeg: bytes) -> int:
-        with httpx.Client(base_url=live_service.url, timeout=60) as http:
-            return http.post("/classify", files={"files": ("x.jpg", jpeg)}, data={"tta": "ten_crop"}).status_code
+        return client.post("/classify", files={"files": ("x.jpg", jpeg)}, data={"tta": "ten_crop"}).status_code
 
     before = metric(client, "alexnet_inference_batch_images_count")
     before_sum = metric(client, "alexnet_inference_batch_images_sum")

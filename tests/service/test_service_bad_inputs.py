@@ -1,13 +1,32 @@
-"""Bad input gets a clear JSON error and the service keeps serving; awkward but valid images work."""
+"""Bad input gets a clear JSON error and the service keeps serving; awkward but valid images work.
+On the service app with the fake model (tests/fake_serving.py): the upload checks, the decoding and
+the error handlers are the real ones."""
 
 from __future__ import annotations
 
 import httpx
 import pytest
+from fake_serving import TEST_API_KEY, FastService, encoded, picture
 from image_helpers import png_declaring
-from service_helpers import assert_error, assert_serving
+from service_helpers import assert_error, assert_serving, awkward_encodings
 
 MIB = 1024 * 1024
+
+
+@pytest.fixture
+def client(fast: FastService) -> httpx.Client:
+    return fast.client
+
+
+@pytest.fixture(scope="module")
+def face_jpeg() -> bytes:
+    """A photo-sized JPEG (538x355), as large as the Caltech-101 face the live tests send."""
+    return encoded(picture(538, 355, 11), quality=95)
+
+
+@pytest.fixture(scope="module")
+def odd_images() -> dict[str, tuple[bytes, tuple[int, int]]]:
+    return awkward_encodings(picture(538, 355, 11))
 
 
 @pytest.mark.parametrize(
@@ -48,7 +67,7 @@ def test_awkward_images_are_classified_upright(client: httpx.Client, odd_images)
         assert (result["width"], result["height"]) == (width, height), name
 
 
-def test_body_limits(client: httpx.Client, live_service, face_jpeg: bytes) -> None:
+def test_body_limits(client: httpx.Client, face_jpeg: bytes) -> None:
     # Content-Length over max_request_bytes (3 MiB): refused before the body is read
     big = [("files", (f"{i}.jpg", face_jpeg + b"\x00" * (MIB - len(face_jpeg) - 1), "image/jpeg")) for i in range(4)]
     assert_error(client.post("/classify", files=big), 413, "payload_too_large")
@@ -114,14 +133,14 @@ def test_bad_requests(client: httpx.Client, face_jpeg: bytes) -> None:
     assert_serving(client, face_jpeg)
 
 
-def test_gallery_changes_need_the_api_key(client: httpx.Client, live_service, face_jpeg: bytes) -> None:
+def test_gallery_changes_need_the_api_key(client: httpx.Client, face_jpeg: bytes) -> None:
     files = {"files": ("f.jpg", face_jpeg, "image/jpeg")}
     assert_error(client.post("/index", files=files, data={"labels": "x"}), 401, "missing_api_key")
-    wrong = {"X-API-Key": live_service.api_key + "-wrong"}
+    wrong = {"X-API-Key": TEST_API_KEY + "-wrong"}
     assert_error(client.post("/index", files=files, data={"labels": "x"}, headers=wrong), 403, "forbidden")
     assert_error(client.delete("/index/0", headers=wrong), 403, "forbidden")
     assert_error(client.delete("/index/0"), 401, "missing_api_key")
-    key = {"X-API-Key": live_service.api_key}
+    key = {"X-API-Key": TEST_API_KEY}
     assert_error(client.delete("/index/99999", headers=key), 404, "not_found")
     two = [("files", ("a.jpg", face_jpeg, "image/jpeg")), ("files", ("b.jpg", face_jpeg, "image/jpeg"))]
     bad_labels = client.post("/index", files=two, data={"labels": ["a", "b", "c"]}, headers=key)

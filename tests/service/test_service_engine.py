@@ -7,7 +7,7 @@ import onnxruntime as ort
 import pytest
 
 from model_store.store import load_version
-from service.engine import CPU, CUDA, EngineError, OnnxModel, choose_providers, session_providers
+from service.runtime import CPU, CUDA, EngineError, OnnxModel, choose_providers, session_providers
 
 
 def test_provider_choice() -> None:

@@ -1,5 +1,6 @@
 """Back-pressure and readiness: 503 with Retry-After when max_queue is reached or before the model
-is loaded; the service keeps serving afterwards."""
+is loaded; the service keeps serving afterwards. (Under sustained load on the real model:
+tests/reliability/test_load.py.)"""
 
 from __future__ import annotations
 
@@ -9,34 +10,42 @@ import threading
 import time
 
 import httpx
+import pytest
 import uvicorn
+from fake_serving import encoded, picture
 from service_helpers import assert_error, assert_serving
 
 from service.app import create_app
 from service.settings import Settings
 
 
-def test_full_queue_answers_503_with_retry_after(start_service, tiny_model, face_jpeg: bytes) -> None:
-    server = start_service(
-        tiny_model.store_root, max_queue=2, max_files_per_request=2, batch_max_wait_ms=0, retry_after_s=3
-    )
+@pytest.fixture(scope="module")
+def face_jpeg() -> bytes:
+    return encoded(picture(538, 355, 11))
+
+
+def test_full_queue_answers_503_with_retry_after(start_fast, face_jpeg: bytes) -> None:
+    """Two images in flight (held in the model) fill max_queue = 2: the next request is refused at
+    once, and once they are done the service serves again. On the fake model, whose runs a test
+    can hold."""
+    fast = start_fast(max_queue=2, max_files_per_request=2, batch_max_wait_ms=0, retry_after_s=3)
     files = [("files", ("a.jpg", face_jpeg, "image/jpeg")), ("files", ("b.jpg", face_jpeg, "image/jpeg"))]
-
-    def classify(_: int) -> httpx.Response:
-        with httpx.Client(base_url=server.url, timeout=120) as http:
-            return http.post("/classify", files=files)
-
-    with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        responses = list(pool.map(classify, range(8)))
-    statuses = sorted(r.status_code for r in responses)
-    assert 200 in statuses and 503 in statuses and set(statuses) == {200, 503}, statuses
-    for response in responses:
-        if response.status_code == 503:
-            assert "limit is 2" in assert_error(response, 503, "overloaded")["message"]
-            assert response.headers["retry-after"] == "3"
-    with httpx.Client(base_url=server.url, timeout=60) as http:
-        assert_serving(http, face_jpeg)
-        assert "alexnet_overload_rejections_total" in http.get("/metrics").text
+    fast.model.gate.clear()
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        try:
+            held = pool.submit(fast.client.post, "/classify", files=files)
+            deadline = time.monotonic() + 10
+            while fast.app.state.engine.in_flight < 2 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            refused = [fast.client.post("/classify", files=files[:1]) for _ in range(3)]
+        finally:
+            fast.model.gate.set()
+        assert held.result(30).status_code == 200
+    for response in refused:
+        assert "limit is 2" in assert_error(response, 503, "overloaded")["message"]
+        assert response.headers["retry-after"] == "3"
+    assert_serving(fast.client, face_jpeg)
+    assert "alexnet_overload_rejections_total 3.0" in fast.client.get("/metrics").text
 
 
 def test_not_ready_until_the_lifespan_has_loaded_the_model(tmp_path, face_jpeg: bytes) -> None:

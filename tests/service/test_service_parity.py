@@ -34,3 +34,16 @@ def test_classify_equals_the_offline_evaluation(client: httpx.Client, live_servi
         np.testing.assert_allclose(served, expected, rtol=0, atol=1e-5, err_msg=f"{label}/{path.name}")
         assert [p["label"] for p in predictions] == [model.manifest.labels[p["index"]] for p in predictions]
         assert predictions[0]["index"] == int(np.argmax(expected))
+
+
+def test_readiness_reports_the_real_runtime_plan(client: httpx.Client, live_service) -> None:
+    """(Moved here from test_service_api.py, whose routes now run on the fake model.)"""
+    from service.parallelism import available_cpus
+
+    ready = client.get("/readyz").json()
+    assert ready["status"] == "ready" and ready["provider"] == "CPUExecutionProvider"
+    # one run at a time, on as many ONNX Runtime threads as this process may use CPUs
+    assert ready["inference_workers"] == 1 and ready["threads_per_run"] == available_cpus()
+    assert ready["decode_threads"] == max(1, available_cpus() // 8)  # beside the model on the CPU
+    (info,) = client.get("/v1/models").json()["models"]
+    assert info["name"] == live_service.model.name and info["manifest"]["labels"] == list(live_service.model.classes)

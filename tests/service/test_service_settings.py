@@ -108,14 +108,14 @@ def test_python_m_service_rejects_unknown_arguments() -> None:
     assert "unrecognized arguments: --prot 9000" in result.stderr and "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize("module", ["service", "training.cli serve"])
+@pytest.mark.parametrize("module", ["service", "alexnet_cli serve"])
 def test_port_flag_wins_over_the_environment(module: str, start_service, private_store: Path) -> None:
     server = start_service(private_store, module=module, port_flag=True)  # ready on --port; ALEXNET_PORT: another
     assert httpx.get(f"{server.url}/healthz", timeout=5).status_code == 200
     assert f"Uvicorn running on {server.url}" in server.log()
 
 
-@pytest.mark.parametrize("command", [["-m", "service", "--help"], ["-m", "training.cli", "serve", "--help"]])
+@pytest.mark.parametrize("command", [["-m", "service", "--help"], ["-m", "alexnet_cli", "serve", "--help"]])
 def test_help_lists_every_setting_with_its_default(command: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
     result = subprocess.run([sys.executable, *command], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr

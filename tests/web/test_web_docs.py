@@ -7,10 +7,18 @@ import re
 
 import httpx
 import pytest
+from fake_serving import FastService
 
 CONTENT_TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml", ".json": "application/json"}
 # every URL a docs page makes its browser fetch: its links and scripts, and the OpenAPI document
 REFERENCE = re.compile(r"""(?:href|src|spec-url)="([^"]*)"|\burl: '([^']*)'""")
+
+
+@pytest.fixture
+def api(fast: FastService) -> httpx.Client:
+    """The service app in process, on the fake model (tests/fake_serving.py): these routes serve
+    files and documents, whatever the model."""
+    return fast.client
 
 
 def referenced(html: str) -> list[str]:

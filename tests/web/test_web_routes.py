@@ -5,10 +5,19 @@ from __future__ import annotations
 import re
 
 import httpx
+import pytest
+from fake_serving import FastService
 
 from service.routes.web import STATIC_DIR
 
 CONTENT_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
+
+
+@pytest.fixture
+def api(fast: FastService) -> httpx.Client:
+    """The service app in process, on the fake model (tests/fake_serving.py): these routes serve
+    files and documents, whatever the model."""
+    return fast.client
 
 
 def test_page_and_its_static_files_are_served(api: httpx.Client) -> None:
