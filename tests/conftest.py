@@ -99,14 +99,6 @@ def clone_store(source: Path, target: Path) -> Path:
     return target
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """pytest-xdist (`-n`, `--dist loadgroup`, pyproject.toml): a file's tests run on one worker, in order, so
-    a module-scoped fixture (some train a model) is made once; tests/compose as a whole is one group."""
-    for item in items:
-        path = item.nodeid.split("::")[0]
-        item.add_marker(pytest.mark.xdist_group("tests/compose" if path.startswith("tests/compose/") else path))
-
-
 @dataclass(frozen=True)
 class TinyModel:
     store_root: Path
@@ -190,8 +182,13 @@ class LiveServer:
         self.process.wait(30)
 
 
+# Test servers run the fp32 model on ONNX Runtime whatever the CPU (a test that wants `auto` or another runtime says
+# so), and their ONNX Runtime threads do not spin between runs: the suite's workers share the cores.
+TEST_SERVER_DEFAULTS = {"ALEXNET_RUNTIME": "onnxruntime", "ALEXNET_INTRA_OP_SPINNING": "false"}
+
+
 def server_env(store_root: Path, model_name: str, port: int, **settings: object) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ALEXNET_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ALEXNET_")} | TEST_SERVER_DEFAULTS
     env |= {"ALEXNET_STORE_ROOT": str(store_root), "ALEXNET_MODEL_NAME": model_name}
     env |= {"ALEXNET_HOST": "127.0.0.1", "ALEXNET_PORT": str(port), "ALEXNET_ACCESS_LOG": "false"}
     env |= {f"ALEXNET_{key.upper()}": str(value) for key, value in settings.items()}

@@ -234,11 +234,13 @@ def test_train_command_evaluates_exports_and_publishes(tmp_path):
             "--model-name",
             "tiny",
             "--no-index",
+            "--no-fast-paths",  # int8 and bf16 at publish time: tests/test_quantize.py and the tiny model
         ]
     )
     assert code == 0
     version = load_version(store, "tiny")  # verifies every checksum
     manifest = version.manifest
+    assert set(manifest.files) >= {"model.onnx"} and not {"model.int8.onnx", "model.bf16.onnx"} & set(manifest.files)
     assert manifest.version == "v1" and manifest.labels == ImageFolder(CALTECH_ROOT).classes()[:2]
     assert manifest.preprocessing.scale == 0.015625 and manifest.preprocessing.mean_kind == "image"
     assert manifest.recipe["deviations"]["init"] == "kaiming"

@@ -89,7 +89,7 @@ def test_bf16_is_verified_by_the_publish_time_parity_record(tiny_model, private_
 
 
 def test_readyz_reports_the_automatic_choice(tiny_model, private_store, start_service) -> None:
-    server = start_service(private_store)
+    server = start_service(private_store, runtime="auto")  # the test servers' default is onnxruntime
     ready = httpx.get(f"{server.url}/readyz").json()
     flags = read_cpu_flags()
     expected = choose_runtime(
