@@ -178,13 +178,17 @@ build() {
 prune() { docker image prune --force >/dev/null; }
 
 # the train image: torch's CPU wheel from this machine's wheel folder when it has one ($ALEXNET_WHEELS_DIR,
-# default /opt/wheels), served on 127.0.0.1 for the build only; else pip takes PyPI's (the CUDA build)
+# default /opt/wheels), served on 127.0.0.1 for the build only; else pip takes PyPI's (the CUDA build). The
+# port is fixed ($ALEXNET_WHEELS_PORT) when free: the URL is a build argument, and a new one would rebuild
+# the dependency layer every time.
 build_train() {
     daemon_start
     base_images
-    local wheels=${ALEXNET_WHEELS_DIR:-/opt/wheels} server="" port
+    local wheels=${ALEXNET_WHEELS_DIR:-/opt/wheels} server="" port=${ALEXNET_WHEELS_PORT:-38471}
     if compgen -G "$wheels/torch-*.whl" >/dev/null; then
-        port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+        if ! python3 -c "import socket, sys; socket.socket().bind(('127.0.0.1', int(sys.argv[1])))" "$port" 2>/dev/null; then
+            port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+        fi
         python3 -m http.server "$port" --bind 127.0.0.1 --directory "$wheels" >/dev/null 2>&1 &
         server=$!
         export ALEXNET_TORCH_FIND_LINKS="http://127.0.0.1:$port/"
