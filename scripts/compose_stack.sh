@@ -22,6 +22,7 @@
 # settings docker-compose.yml reads; ALEXNET_STACK_STATE (default /run/alexnet-compose); DEBIAN_MIRROR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"  # dockerd, iptables, debootstrap, chroot: root's tools
 
 STATE=${ALEXNET_STACK_STATE:-/run/alexnet-compose}
 POOL=198.18.0.0/16
