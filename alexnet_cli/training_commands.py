@@ -92,13 +92,18 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_publish_flags(p: argparse.ArgumentParser) -> None:
+    """What `train` and `publish` may leave out of the version they publish."""
+    p.add_argument("--no-index", action="store_true", help="publish without building the gallery index")
+    p.add_argument("--no-fast-paths", action="store_true", help="publish without model.int8.onnx and model.bf16.onnx")
+
+
 def add_train(sub: Subparsers) -> None:
     p = sub.add_parser("train", help="train, evaluate, export, publish and index")
     add_train_config_args(p)
     add_store_args(p)
     p.add_argument("--no-publish", action="store_true", help="stop after training")
-    p.add_argument("--no-index", action="store_true", help="publish without building the gallery index")
-    p.add_argument("--no-fast-paths", action="store_true", help="publish without model.int8.onnx and model.bf16.onnx")
+    add_publish_flags(p)
     p.set_defaults(func=cmd_train)
 
 
@@ -107,8 +112,7 @@ def add_publish(sub: Subparsers) -> None:
     p.add_argument("--run", type=Path, required=True, help="run folder (with best.pt)")
     p.add_argument("--split", default=None, help="test split (default: the one matching the training split)")
     p.add_argument("--skip-eval", action="store_true", help="publish without the test-split evaluation")
-    p.add_argument("--no-index", action="store_true", help="publish without building the gallery index")
-    p.add_argument("--no-fast-paths", action="store_true", help="publish without model.int8.onnx and model.bf16.onnx")
+    add_publish_flags(p)
     add_store_args(p)
     p.set_defaults(func=cmd_publish)
 

@@ -23,6 +23,7 @@ from typing import Protocol
 import numpy as np
 import onnxruntime as ort
 
+from model_store.manifest import BF16_PARITY_METRIC, PARITY_RTOL
 from model_store.store import ModelVersion
 from service.parallelism import plan_parallelism
 from service.settings import Settings
@@ -31,8 +32,6 @@ log = logging.getLogger(__name__)
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
 BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})  # /proc/cpuinfo flags of CPUs with bf16 arithmetic
-BF16_PARITY_METRIC = "bf16_graph_parity"  # the manifest metric training/pipeline.py records for model.bf16.onnx
-PARITY_RTOL = 1e-3  # the tolerance publishing enforces (training/export.py DEFAULT_RTOL)
 CPUINFO = Path("/proc/cpuinfo")
 
 

@@ -11,12 +11,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from model_store.manifest import OnnxSignature
+from model_store.manifest import PARITY_RTOL, OnnxSignature
 from training.model import AlexNet
 
 log = logging.getLogger(__name__)
 OPSET = 17
-DEFAULT_RTOL = 1e-3  # relative to the largest magnitude of each output, fp32 on CPU is ~1e-6
 
 
 class ParityError(RuntimeError):
@@ -102,7 +101,7 @@ def _relative(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.abs(a - b).max() / max(float(np.abs(b).max()), 1e-12))
 
 
-def check_parity(model: AlexNet, onnx_path: Path, images: np.ndarray, rtol: float = DEFAULT_RTOL) -> ParityReport:
+def check_parity(model: AlexNet, onnx_path: Path, images: np.ndarray, rtol: float = PARITY_RTOL) -> ParityReport:
     """Run ``images`` (float32 [N,3,H,W], already preprocessed) through both and compare.
 
     Raises ParityError when the max abs difference of either output, relative to that output's
@@ -131,7 +130,7 @@ def check_parity(model: AlexNet, onnx_path: Path, images: np.ndarray, rtol: floa
 
 
 def check_recorded_logits(
-    onnx_path: Path, images: np.ndarray, recorded: np.ndarray, rtol: float = DEFAULT_RTOL
+    onnx_path: Path, images: np.ndarray, recorded: np.ndarray, rtol: float = PARITY_RTOL
 ) -> dict[str, float]:
     """ONNX Runtime on ``images`` against logits recorded elsewhere (at training time, for a shipped
     model): raises ParityError past ``rtol`` (max abs difference over the largest recorded magnitude)."""

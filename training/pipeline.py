@@ -17,6 +17,7 @@ import torch
 
 from model_store.manifest import (
     BF16_MODEL_FILE,
+    BF16_PARITY_METRIC,
     INT8_MODEL_FILE,
     MEAN_FILE,
     METRICS_FILE,
@@ -224,7 +225,7 @@ def publish_model(
         files = {CURVES: curves} if curves is not None and curves.is_file() else {}
         if fast_paths:  # the fast CPU paths: OpenVINO's bf16 graph and the int8 model
             bf16_path = export_onnx(run.model, tmp_dir / BF16_MODEL_FILE, run.config.crop, lrn_node=True)
-            metrics["bf16_graph_parity"] = check_parity(run.model, bf16_path, parity_crops).as_dict()
+            metrics[BF16_PARITY_METRIC] = check_parity(run.model, bf16_path, parity_crops).as_dict()
             files[BF16_MODEL_FILE] = bf16_path
             calibration = split_crops(run, run.config.split, CALIBRATION_IMAGES)
             int8_path = quantize_int8(onnx_path, tmp_dir / INT8_MODEL_FILE, calibration)

@@ -9,11 +9,10 @@ import httpx
 import onnxruntime as ort
 import pytest
 
-from model_store.manifest import MANIFEST_FILE
+from model_store.manifest import BF16_PARITY_METRIC, MANIFEST_FILE
 from model_store.store import load_version, publish_version
 from service.runtime import (
     BF16_CPU_FLAGS,
-    BF16_PARITY_METRIC,
     CUDA,
     bf16_verified,
     choose_runtime,
