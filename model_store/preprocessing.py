@@ -214,9 +214,7 @@ class Preprocessor:
         image = self.decode(source)
         crops = self.crops_from_square(resize_center_crop(image, self.resize), tta)
         width, height = full_size(image)
-        if not thumbnail:
-            return Prepared(crops, width, height, None)
-        return Prepared(crops, width, height, make_thumbnail(image))
+        return Prepared(crops, width, height, make_thumbnail(image) if thumbnail else None)
 
     def crops(self, source: ImageSource, tta: Tta = "ten_crop") -> np.ndarray:
         """float32 [10 or 1, 3, crop, crop], ready for the ONNX ``images`` input."""
