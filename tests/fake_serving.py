@@ -17,7 +17,6 @@ stays on the real tiny model (tests/conftest.py ``tiny_model``).
 from __future__ import annotations
 
 import asyncio
-import io
 import socket
 import threading
 import time
@@ -37,6 +36,8 @@ from PIL import Image
 with warnings.catch_warnings():  # Starlette 1.x would rather have httpx2 under its TestClient
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
+
+from image_helpers import encode
 
 from model_store.gallery import Gallery, make_thumbnail
 from model_store.manifest import MEAN_FILE, MODEL_FILE, Manifest, PreprocessingSpec
@@ -80,12 +81,6 @@ def picture(width: int, height: int, seed: int) -> Image.Image:
     return Image.blend(image, stripes, 0.5)
 
 
-def encoded(image: Image.Image, fmt: str = "JPEG", **options: Any) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, fmt, **options)
-    return buffer.getvalue()
-
-
 @dataclass(frozen=True)
 class GalleryPicture:
     label: str
@@ -95,7 +90,7 @@ class GalleryPicture:
 
     def png(self) -> bytes:
         """Lossless: the same bytes uploaded give the stored vector exactly."""
-        return encoded(picture(*self.size, self.seed), "PNG")
+        return encode(picture(*self.size, self.seed), "PNG")
 
 
 # two pictures of each label (ids 0..9 in this order)

@@ -26,7 +26,7 @@ CALTECH_SAMPLES = [
 ]
 
 
-def encode(img: Image.Image, fmt: str, **save_kwargs) -> bytes:
+def encode(img: Image.Image, fmt: str = "JPEG", **save_kwargs) -> bytes:
     buf = io.BytesIO()
     img.save(buf, fmt, **save_kwargs)
     return buf.getvalue()

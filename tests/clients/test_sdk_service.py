@@ -27,7 +27,8 @@ from alexnet_client import (
 )
 from alexnet_client.cli import main as cli_main
 from alexnet_client.types import ClassifyResult, ModelInfo
-from fake_serving import FAKE_MODEL_NAME, LIVE_SETTINGS, TEST_API_KEY, encoded, fake_app, picture
+from fake_serving import FAKE_MODEL_NAME, LIVE_SETTINGS, TEST_API_KEY, fake_app, picture
+from image_helpers import encode
 from PIL import Image
 
 from model_store.store import INDEX_DIR, publish_version, read_manifest
@@ -75,11 +76,11 @@ def test_health_ready_and_model_info(client: Client, info: ModelInfo) -> None:
 
 def test_classify_every_input_kind(client: Client, info: ModelInfo, tmp_path: Path) -> None:
     path = tmp_path / "from_path.jpg"
-    path.write_bytes(encoded(picture(320, 240, 1)))
+    path.write_bytes(encode(picture(320, 240, 1)))
     pil = picture(200, 300, 3)
 
     with open(path, "rb") as file:
-        response = client.classify([path, encoded(picture(64, 48, 2), "PNG"), file, pil], top_k=3)
+        response = client.classify([path, encode(picture(64, 48, 2), "PNG"), file, pil], top_k=3)
 
     assert response.model.name == info.name and response.model.version == info.version
     assert response.tta == "ten_crop" and response.elapsed_ms > 0
@@ -98,7 +99,7 @@ def test_classify_every_input_kind(client: Client, info: ModelInfo, tmp_path: Pa
 
 
 def test_classify_many_keeps_order(live_url: str, info: ModelInfo) -> None:
-    images = [encoded(picture(80 + 8 * i, 60, i)) for i in range(5)]
+    images = [encode(picture(80 + 8 * i, 60, i)) for i in range(5)]
     with Client(live_url) as client:
         one_by_one = [client.classify(image, top_k=2).results[0] for image in images]
         many = client.classify_many(images, concurrency=3, batch_size=2, top_k=2)
@@ -109,13 +110,13 @@ def test_classify_many_keeps_order(live_url: str, info: ModelInfo) -> None:
 
 def test_gallery_add_similar_thumbnail_remove(client: Client) -> None:
     before = client.model_info().gallery_size
-    added = client.add_to_index([encoded(picture(96, 96, 4)), encoded(picture(96, 96, 5))], ["sdk-a", "sdk-b"])
+    added = client.add_to_index([encode(picture(96, 96, 4)), encode(picture(96, 96, 5))], ["sdk-a", "sdk-b"])
     ids = [item.id for item in added.added]
     try:
         assert [item.label for item in added.added] == ["sdk-a", "sdk-b"] and len(set(ids)) == 2
         assert client.model_info().gallery_size == before + 2
 
-        by_image = client.similar(encoded(picture(96, 96, 4)), k=3)
+        by_image = client.similar(encode(picture(96, 96, 4)), k=3)
         assert by_image.query.id is None and by_image.feature == "center"
         assert 1 <= len(by_image.neighbors) <= 3
         distances = [n.distance for n in by_image.neighbors]
@@ -148,18 +149,18 @@ def test_errors_carry_the_servers_code_and_message(live_url: str, client: Client
     assert corrupt.value.request_id and re.fullmatch(r"[0-9a-f]{32}", corrupt.value.request_id)
 
     with pytest.raises(UnprocessableEntityError) as bad_k:
-        client.similar(encoded(picture(64, 64, 1)), k=0)
+        client.similar(encode(picture(64, 64, 1)), k=0)
     assert bad_k.value.code and "k" in bad_k.value.message
     assert bad_k.value.request_id not in (None, corrupt.value.request_id)
     with pytest.raises(UnprocessableEntityError):
-        client.classify(encoded(picture(64, 64, 1)), top_k=0)
+        client.classify(encode(picture(64, 64, 1)), top_k=0)
 
     text = tmp_path / "notes.txt"
     text.write_text("not an image")
     with pytest.raises(UnsupportedMediaTypeError):
         client.classify(text)
 
-    image = encoded(picture(64, 64, 1))
+    image = encode(picture(64, 64, 1))
     with Client(live_url) as anonymous, pytest.raises(AuthenticationError):
         anonymous.add_to_index(image, "x")
     with Client(live_url, api_key="wrong-key-0123456789") as wrong, pytest.raises(PermissionDeniedError):
@@ -167,7 +168,7 @@ def test_errors_carry_the_servers_code_and_message(live_url: str, client: Client
 
 
 def test_async_client(live_url: str, live_key: str, info: ModelInfo) -> None:
-    images = [encoded(picture(72, 72, i)) for i in range(4)]
+    images = [encode(picture(72, 72, i)) for i in range(4)]
 
     async def run() -> None:
         async with AsyncClient(live_url, api_key=live_key) as client:
@@ -194,7 +195,7 @@ def test_async_client(live_url: str, live_key: str, info: ModelInfo) -> None:
 
 def test_cli(live_url: str, capsys: pytest.CaptureFixture[str], tmp_path: Path, info: ModelInfo) -> None:
     path = tmp_path / "cli.jpg"
-    path.write_bytes(encoded(picture(120, 90, 6)))
+    path.write_bytes(encode(picture(120, 90, 6)))
 
     assert cli_main(["--url", live_url, "classify", str(path), "--top-k", "2", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)

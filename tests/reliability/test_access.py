@@ -16,7 +16,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from fake_serving import FAKE_MODEL_NAME, encoded, fake_app, picture, run_server
+from fake_serving import FAKE_MODEL_NAME, fake_app, picture, run_server
+from image_helpers import encode
 from pydantic import ValidationError
 from reliability_helpers import API_KEY, KEY, assert_error
 
@@ -43,7 +44,7 @@ def test_access_settings_fail_at_start_up() -> None:
 
 @pytest.fixture(scope="module")
 def photo_jpeg() -> bytes:
-    return encoded(picture(538, 355, 11))
+    return encode(picture(538, 355, 11))
 
 
 def raw_get(url: str, raw_path: str) -> tuple[int, bytes]:

@@ -10,7 +10,8 @@ import re
 
 import httpx
 import pytest
-from fake_serving import FAKE_LABELS, FAKE_MODEL_NAME, FAKE_PROVIDER, GALLERY, FastService, encoded, picture
+from fake_serving import FAKE_LABELS, FAKE_MODEL_NAME, FAKE_PROVIDER, GALLERY, FastService, picture
+from image_helpers import encode
 from PIL import Image
 
 from model_store.manifest import Manifest
@@ -23,12 +24,12 @@ def client(fast: FastService) -> httpx.Client:
 
 @pytest.fixture(scope="module")
 def face_jpeg() -> bytes:
-    return encoded(picture(538, 355, 11))
+    return encode(picture(538, 355, 11))
 
 
 @pytest.fixture(scope="module")
 def watch_jpeg() -> bytes:
-    return encoded(picture(300, 242, 12))
+    return encode(picture(300, 242, 12))
 
 
 def test_health_ready_models_and_docs(client: httpx.Client) -> None:

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from fake_serving import TEST_API_KEY, FastService, encoded, picture
-from image_helpers import png_declaring
+from fake_serving import TEST_API_KEY, FastService, picture
+from image_helpers import encode, png_declaring
 from service_helpers import assert_error, assert_serving, awkward_encodings
 
 MIB = 1024 * 1024
@@ -21,7 +21,7 @@ def client(fast: FastService) -> httpx.Client:
 @pytest.fixture(scope="module")
 def face_jpeg() -> bytes:
     """A photo-sized JPEG (538x355), as large as the Caltech-101 face the live tests send."""
-    return encoded(picture(538, 355, 11), quality=95)
+    return encode(picture(538, 355, 11), quality=95)
 
 
 @pytest.fixture(scope="module")

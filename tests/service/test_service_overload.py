@@ -12,7 +12,8 @@ import time
 import httpx
 import pytest
 import uvicorn
-from fake_serving import encoded, picture
+from fake_serving import picture
+from image_helpers import encode
 from service_helpers import assert_error, assert_serving
 
 from service.app import create_app
@@ -21,7 +22,7 @@ from service.settings import Settings
 
 @pytest.fixture(scope="module")
 def face_jpeg() -> bytes:
-    return encoded(picture(538, 355, 11))
+    return encode(picture(538, 355, 11))
 
 
 def test_full_queue_answers_503_with_retry_after(start_fast, face_jpeg: bytes) -> None:
