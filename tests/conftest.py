@@ -31,6 +31,7 @@ import httpx
 import pytest
 from fake_serving import LIVE_SETTINGS, TEST_API_KEY, FastService, build_fake_store, fast_service
 from image_helpers import CALTECH_ROOT  # tests/ is on sys.path under pytest
+from training_helpers import TEST_WIDTH
 
 from model_store.writer_lock import LOCK_FILE
 from training.index import build_gallery_index
@@ -77,6 +78,7 @@ def publish_tiny_model(
             input_scale=1 / 64,
             warmup_epochs=0.5,
             seed=seed,
+            width=TEST_WIDTH,
         )
         return publish_run(train(cfg), store_root, name, evaluate_test=False, index=False)
     finally:

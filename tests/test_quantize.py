@@ -34,7 +34,10 @@ def test_publish_builds_a_verified_int8_model_close_to_fp32(tiny_model) -> None:
     for precision in version.precisions:  # ONNX Runtime runs all three graphs (bf16's in fp32)
         session = ort.InferenceSession(str(version.model_file(precision)), providers=["CPUExecutionProvider"])
         logits, features = session.run(["logits", "features"], {"images": crops})
-        assert logits.shape == (len(crops), len(tiny_model.classes)) and features.shape == (len(crops), 4096)
+        assert logits.shape == (len(crops), len(tiny_model.classes)) and features.shape == (
+            len(crops),
+            version.manifest.feature_dim,
+        )
         out[precision] = average_crop_probabilities(logits, 10)
     np.testing.assert_allclose(out["int8"], out["fp32"], atol=0.15)
     np.testing.assert_allclose(out["bf16"], out["fp32"], atol=1e-5)  # the same function, another graph

@@ -8,7 +8,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from training.model import VARIANTS
+from training.model import VARIANTS, AlexNet, build_alexnet
 
 
 def default_data_root() -> str:
@@ -25,6 +25,13 @@ class TrainConfig:
     out: str = field(default="runs/alexnet", metadata={"help": "run folder: checkpoints, metrics log, curves"})
     variant: str = field(
         default="grouped", metadata={"help": f"one of {VARIANTS}; 'single' is a deviation (one tower)"}
+    )
+    width: float = field(
+        default=1.0,
+        metadata={
+            "help": "deviation: multiply every layer's channels and the fc6/fc7 units by this (paper: 1); "
+            "a cheaper network of the same shape, for smoke runs and tests"
+        },
     )
     epochs: int = field(default=90, metadata={"help": "maximum number of epochs"})
     batch_size: int = field(default=128, metadata={"help": "global batch size (split over DDP ranks)"})
@@ -84,6 +91,10 @@ class TrainConfig:
     time_limit_minutes: float = field(
         default=0.0, metadata={"help": "stop after the epoch that passes this much training time (0: no limit)"}
     )
+
+    def network(self, num_classes: int) -> AlexNet:
+        """The AlexNet these settings train (variant, dropout, init, width), freshly initialised."""
+        return build_alexnet(num_classes, self.variant, self.dropout, self.init, self.width)  # type: ignore[arg-type]
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)

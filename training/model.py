@@ -26,6 +26,11 @@ LRN_BETA = 0.75
 LRN_K = 2.0
 
 
+def scaled(units: int, width: float) -> int:
+    """``units`` times ``width``, rounded to an even number (the two towers split every layer), at least 2."""
+    return max(2, 2 * round(units * width / 2))
+
+
 def paper_lrn() -> nn.LocalResponseNorm:
     return nn.LocalResponseNorm(size=LRN_SIZE, alpha=LRN_ALPHA * LRN_SIZE, beta=LRN_BETA, k=LRN_K)
 
@@ -35,45 +40,59 @@ class AlexNet(nn.Module):
 
     ``forward`` returns ``(logits, fc7_features)``; the features are the 4096-d output of the
     last hidden layer after ReLU (the paper's Figure 4 retrieval features).
+
+    ``width`` (a deviation; the paper's is 1) multiplies every layer's channels and the hidden
+    units: the same graph, cheaper, for smoke runs and the test suite (``feature_dim`` follows it).
     """
 
     def __init__(
-        self, num_classes: int = 1000, variant: Variant = "grouped", dropout: float = 0.5, init: Init = "paper"
+        self,
+        num_classes: int = 1000,
+        variant: Variant = "grouped",
+        dropout: float = 0.5,
+        init: Init = "paper",
+        width: float = 1.0,
     ):
         super().__init__()
         if variant not in VARIANTS:
             raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
         if init not in INITS:
             raise ValueError(f"init must be one of {INITS}, got {init!r}")
+        if not 0 < width <= 1:
+            raise ValueError(f"width must be in (0, 1], got {width!r}")
         groups = 2 if variant == "grouped" else 1
         self.variant = variant
         self.num_classes = num_classes
+        self.width = width
+        c1, c2, c3, c4, c5 = (scaled(n, width) for n in (96, 256, 384, 384, 256))
+        hidden = scaled(4096, width)
+        self.feature_dim = scaled(FEATURE_DIM, width)
         self.features = nn.Sequential(
-            nn.Conv2d(3, 96, kernel_size=11, stride=4, padding=2),  # conv1
+            nn.Conv2d(3, c1, kernel_size=11, stride=4, padding=2),  # conv1
             nn.ReLU(inplace=True),
             paper_lrn(),
             nn.MaxPool2d(kernel_size=3, stride=2),
-            nn.Conv2d(96, 256, kernel_size=5, padding=2, groups=groups),  # conv2
+            nn.Conv2d(c1, c2, kernel_size=5, padding=2, groups=groups),  # conv2
             nn.ReLU(inplace=True),
             paper_lrn(),
             nn.MaxPool2d(kernel_size=3, stride=2),
-            nn.Conv2d(256, 384, kernel_size=3, padding=1),  # conv3: sees both towers
+            nn.Conv2d(c2, c3, kernel_size=3, padding=1),  # conv3: sees both towers
             nn.ReLU(inplace=True),
-            nn.Conv2d(384, 384, kernel_size=3, padding=1, groups=groups),  # conv4
+            nn.Conv2d(c3, c4, kernel_size=3, padding=1, groups=groups),  # conv4
             nn.ReLU(inplace=True),
-            nn.Conv2d(384, 256, kernel_size=3, padding=1, groups=groups),  # conv5
+            nn.Conv2d(c4, c5, kernel_size=3, padding=1, groups=groups),  # conv5
             nn.ReLU(inplace=True),
             nn.MaxPool2d(kernel_size=3, stride=2),
         )
         self.hidden = nn.Sequential(
             nn.Dropout(dropout),
-            nn.Linear(256 * 6 * 6, 4096),  # fc6
+            nn.Linear(c5 * 6 * 6, hidden),  # fc6
             nn.ReLU(inplace=True),
             nn.Dropout(dropout),
-            nn.Linear(4096, FEATURE_DIM),  # fc7
+            nn.Linear(hidden, self.feature_dim),  # fc7
             nn.ReLU(inplace=True),
         )
-        self.classifier = nn.Linear(FEATURE_DIM, num_classes)  # fc8
+        self.classifier = nn.Linear(self.feature_dim, num_classes)  # fc8
         self.reset_parameters() if init == "paper" else self.reset_parameters_kaiming()
 
     def conv_layers(self) -> list[nn.Conv2d]:
@@ -114,6 +133,6 @@ class AlexNet(nn.Module):
 
 
 def build_alexnet(
-    num_classes: int, variant: Variant = "grouped", dropout: float = 0.5, init: Init = "paper"
+    num_classes: int, variant: Variant = "grouped", dropout: float = 0.5, init: Init = "paper", width: float = 1.0
 ) -> AlexNet:
-    return AlexNet(num_classes=num_classes, variant=variant, dropout=dropout, init=init)
+    return AlexNet(num_classes=num_classes, variant=variant, dropout=dropout, init=init, width=width)

@@ -31,7 +31,7 @@ from training.config import TrainConfig
 from training.data import TEST_SPLIT_OF, ImageFolder, load_squares
 from training.evaluate import EvalResult, evaluate, torch_logits_fn
 from training.export import check_parity, check_recorded_logits, export_onnx
-from training.model import AlexNet, build_alexnet
+from training.model import AlexNet
 from training.progress import progress
 from training.quantize import AGREEMENT_IMAGES, CALIBRATION_IMAGES, agreement, quantize_int8
 from training.train import CHECKPOINT_BEST, CURVES, read_metrics
@@ -86,7 +86,7 @@ class LoadedRun:
 def load_run(run_dir: Path, checkpoint: str = CHECKPOINT_BEST) -> LoadedRun:
     ckpt = torch.load(Path(run_dir) / checkpoint, map_location="cpu", weights_only=False)
     cfg = TrainConfig(**ckpt["config"])
-    model = build_alexnet(len(ckpt["classes"]), cfg.variant, cfg.dropout)  # weights come from the checkpoint
+    model = cfg.network(len(ckpt["classes"]))  # the weights come from the checkpoint
     model.load_state_dict(ckpt["model"])
     return LoadedRun(model.eval(), cfg, ckpt["classes"], np.asarray(ckpt["mean"]), ckpt["state"]["epoch"])
 
@@ -96,6 +96,7 @@ def deviations(cfg: TrainConfig) -> dict[str, object]:
     paper = TrainConfig(data=cfg.data, out=cfg.out)
     named = (
         "variant",
+        "width",
         "init",
         "input_scale",
         "batch_size",
@@ -239,6 +240,7 @@ def publish_model(
         manifest = Manifest(
             name=model_name,
             labels=run.classes,
+            feature_dim=run.model.feature_dim,
             variant=run.config.variant,
             preprocessing=PreprocessingSpec(
                 resize=run.config.resize,

@@ -30,7 +30,6 @@ import numpy as np
 import torch
 
 from training.config import TrainConfig, default_data_root
-from training.model import build_alexnet
 from training.pipeline import LoadedRun, evaluate_run, machine_description, parity_images, publish_model
 from training.train import CURVES, read_metrics
 
@@ -149,7 +148,7 @@ def load_shipped(artifact: Path, data_root: str | None = None) -> tuple[LoadedRu
     config = TrainConfig(**{k: v for k, v in provenance["config"].items() if k in known})
     config.data = data_root or default_data_root()
     classes = provenance["classes"]
-    model = build_alexnet(len(classes), config.variant, config.dropout)
+    model = config.network(len(classes))
     model.load_state_dict(dequantize_weights(arrays))
     run = LoadedRun(model.eval(), config, classes, arrays[MEAN_KEY], provenance["best_epoch"])
     parity_bytes = (artifact / PARITY_FILE).read_bytes()
@@ -197,7 +196,7 @@ def pack(
     arrays = quantize_weights(run.model.state_dict())
     arrays[MEAN_KEY] = np.asarray(run.mean, dtype=np.float32)
     data = _archive_bytes(arrays)
-    model = build_alexnet(len(run.classes), run.config.variant, run.config.dropout)
+    model = run.config.network(len(run.classes))
     model.load_state_dict(dequantize_weights(arrays))
     shipped = LoadedRun(model.eval(), run.config, run.classes, run.mean, run.epoch)
     metrics: dict[str, object] = {"test_split": split}

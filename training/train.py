@@ -28,7 +28,7 @@ from torch.utils.data.distributed import DistributedSampler
 from model_store.preprocessing import Preprocessor
 from training.config import TrainConfig
 from training.data import ColorStats, ImageFolder, augment_batch, color_stats, load_squares, stratified_holdout
-from training.model import AlexNet, build_alexnet
+from training.model import AlexNet
 from training.progress import progress
 
 log = logging.getLogger(__name__)
@@ -244,7 +244,7 @@ def train(cfg: TrainConfig) -> Path:
         )
     pre = Preprocessor(mean=data.stats.mean, resize=cfg.resize, crop=cfg.crop, scale=cfg.input_scale)
 
-    model = build_alexnet(len(data.classes), cfg.variant, cfg.dropout, cfg.init).to(rt.device)
+    model = cfg.network(len(data.classes)).to(rt.device)
     if rt.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)

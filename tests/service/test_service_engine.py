@@ -32,11 +32,12 @@ def test_cuda_provider_options() -> None:
 
 
 def test_session_returns_logits_and_fc7_for_any_batch(tiny_model) -> None:
-    model = OnnxModel(load_version(tiny_model.store_root, tiny_model.name), "auto", intra_op_threads=1)
+    version = load_version(tiny_model.store_root, tiny_model.name)
+    model = OnnxModel(version, "auto", intra_op_threads=1)
     assert model.provider == (CUDA if CUDA in ort.get_available_providers() else CPU)  # "auto": CUDA where it is
     crops = np.random.default_rng(0).normal(scale=50, size=(3, 3, 224, 224)).astype(np.float32)
     logits, features = model.run(crops)
-    assert logits.shape == (3, len(tiny_model.classes)) and features.shape == (3, 4096)
+    assert logits.shape == (3, len(tiny_model.classes)) and features.shape == (3, version.manifest.feature_dim)
     assert (features >= 0).all()  # fc7 after ReLU
     single_logits, _ = model.run(crops[1:2])
     np.testing.assert_allclose(single_logits[0], logits[1], rtol=1e-4, atol=1e-5)
