@@ -19,7 +19,8 @@ TEST_WIDTH = 0.25
 
 
 def small_config(tmp_path: Path, **overrides) -> TrainConfig:
-    """A run of 2 steps of 8 images on the first 3 classes at ``TEST_WIDTH``, in ``tmp_path``."""
+    """A run of 2 steps of 8 images on the first 3 classes at ``TEST_WIDTH``, in ``tmp_path`` (torch's threads: its
+    default, one a worker in the suite: tests/conftest.py)."""
     base = dict(
         data=str(CALTECH_ROOT),
         out=str(tmp_path / "run"),
@@ -28,7 +29,6 @@ def small_config(tmp_path: Path, **overrides) -> TrainConfig:
         batch_size=8,
         epochs=1,
         max_steps_per_epoch=2,
-        threads=2,
         width=TEST_WIDTH,
     )
     return TrainConfig(**(base | overrides))

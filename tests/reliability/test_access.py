@@ -89,8 +89,9 @@ def test_reads_need_the_key_when_configured_and_cors_preflights(start_fast, phot
 
 
 def test_slow_inference_is_a_json_503_and_the_service_goes_on(start_fast, photo_jpeg: bytes) -> None:
-    # a limit no inference can meet (the batcher alone waits 5 ms): every image times out
-    fast = start_fast(api_key=API_KEY, inference_timeout_s=0.001, retry_after_s=2)
+    # a limit no inference can meet: the batcher holds every image 50 ms for others to join it, so every image times
+    # out (with no wait, the fake model can answer inside 1 ms when the machine is busy)
+    fast = start_fast(api_key=API_KEY, inference_timeout_s=0.001, batch_max_wait_ms=50, retry_after_s=2)
     http = fast.client
     size = http.get("/readyz").json()["gallery_size"]
     upload = {"files": ("a.jpg", photo_jpeg, "image/jpeg")}
