@@ -7,8 +7,12 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from training.model import VARIANTS, AlexNet, build_alexnet
+from training.architecture import VARIANTS
+
+if TYPE_CHECKING:
+    from training.model import AlexNet
 
 
 def default_data_root() -> str:
@@ -94,6 +98,8 @@ class TrainConfig:
 
     def network(self, num_classes: int) -> AlexNet:
         """The AlexNet these settings train (variant, dropout, init, width), freshly initialised."""
+        from training.model import build_alexnet  # torch: only when a network is wanted
+
         return build_alexnet(num_classes, self.variant, self.dropout, self.init, self.width)  # type: ignore[arg-type]
 
     def as_dict(self) -> dict:

@@ -7,16 +7,10 @@ default); ``variant="single"`` is one tower with full connectivity (a named devi
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 from torch import nn
 
-Variant = Literal["grouped", "single"]
-VARIANTS: tuple[str, ...] = ("grouped", "single")
-Init = Literal["paper", "kaiming"]
-INITS: tuple[str, ...] = ("paper", "kaiming")
-FEATURE_DIM = 4096
+from training.architecture import FEATURE_DIM, INITS, VARIANTS, Init, Variant
 
 # Paper, section 3.3: k=2, n=5, alpha=1e-4, beta=0.75, with alpha multiplying the plain sum of
 # squares. torch's LocalResponseNorm divides alpha by n, so alpha * n gives the paper's function.

@@ -140,3 +140,13 @@ def test_service_package_does_not_import_torch() -> None:
     importing = re.compile(r"^\s*(import|from)\s+torch\b", re.MULTILINE)
     sources = [p for p in (REPO_ROOT / "service").rglob("*.py") if importing.search(p.read_text())]
     assert not sources, sources
+
+
+def test_the_command_line_parses_without_torch() -> None:
+    """``alexnet serve`` and every command's parser load without torch (seconds and hundreds of MB): only a command
+    that trains, exports or evaluates imports it."""
+    code = (
+        "import sys; from alexnet_cli.main import build_parser; from alexnet_cli import serve; build_parser(); "
+        "assert 'torch' not in sys.modules, 'torch imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, check=True, timeout=60)
