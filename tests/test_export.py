@@ -115,8 +115,9 @@ def test_parity_fails_for_a_different_model(model: AlexNet, onnx_path: Path, ima
     with torch.no_grad():
         fc7 = changed.fc_layers()[1]
         fc7.weight.add_(torch.randn_like(fc7.weight) * 0.01)
+    few = images[:3]  # any image shows the change
     with pytest.raises(ParityError, match="differs from PyTorch"):
-        check_parity(changed, onnx_path, images)
+        check_parity(changed, onnx_path, few)
     # the tolerance is what decides: a loose enough one lets the same pair through
-    report = check_parity(changed, onnx_path, images, rtol=1e6)
+    report = check_parity(changed, onnx_path, few, rtol=1e6)
     assert report.rel_features > 1e-3

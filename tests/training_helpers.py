@@ -9,6 +9,8 @@ and served).
 
 from __future__ import annotations
 
+import shutil
+from collections import Counter
 from pathlib import Path
 
 from image_helpers import CALTECH_ROOT
@@ -32,3 +34,24 @@ def small_config(tmp_path: Path, **overrides) -> TrainConfig:
         width=TEST_WIDTH,
     )
     return TrainConfig(**(base | overrides))
+
+
+def fewer_test_images(root: Path, per_class: int = 20, split: str = "test30") -> Path:
+    """Caltech-101 as a dataset at ``root`` whose ``split`` keeps the first ``per_class`` images of each class:
+    the real images (a link to them), classes and other splits, for commands that evaluate on the whole test split
+    (its first classes, Faces and Faces_easy, have 405 test30 images each)."""
+    (root / "splits").mkdir(parents=True)
+    (root / "images").symlink_to(CALTECH_ROOT / "images", target_is_directory=True)
+    shutil.copyfile(CALTECH_ROOT / "classes.txt", root / "classes.txt")
+    for split_file in (CALTECH_ROOT / "splits").glob("*.txt"):
+        lines = split_file.read_text().splitlines()
+        if split_file.stem == split:
+            seen: Counter[str] = Counter()
+            kept = []
+            for line in lines:
+                seen[line.split("/")[0]] += 1
+                if seen[line.split("/")[0]] <= per_class:
+                    kept.append(line)
+            lines = kept
+        (root / "splits" / split_file.name).write_text("\n".join(lines) + "\n")
+    return root
