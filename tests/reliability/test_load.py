@@ -20,7 +20,7 @@ RSS_GROWTH_LIMIT_MIB = 200
 def test_back_pressure_under_sustained_load(start_service, tiny_model, photo_jpeg: bytes) -> None:
     server = start_service(tiny_model.store_root, max_queue=MAX_QUEUE, max_files_per_request=MAX_QUEUE)
     report = asyncio.run(
-        run_load(server.url, server.process.pid, below=MAX_QUEUE, above=4 * MAX_QUEUE, seconds=3,
+        run_load(server.url, server.process.pid, below=MAX_QUEUE, above=4 * MAX_QUEUE, seconds=1.5,
                  image=photo_jpeg, tta="center")
     )  # fmt: skip
     below, above = report.phases
