@@ -22,6 +22,7 @@ import yaml
 from alexnet_client import AuthenticationError, NotFoundError
 from image_helpers import CALTECH_SAMPLES
 from stack_helpers import API_KEY, REPO_ROOT, SCRIPT, Stack, run, wait_for
+from training_helpers import TEST_WIDTH
 
 COMPOSE = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())
 REPLICAS = 2  # ALEXNET_API_REPLICAS' default
@@ -296,7 +297,8 @@ def test_tiny_training_in_the_container_is_served_after_reload(stack: Stack, htt
     before = stack.get_inside(writer, "/readyz")[1]["model"]
     tiny = (
         "alexnet train --classes 5 --epochs 1 --batch-size 8 --max-steps-per-epoch 2 --val-fraction 0.1"
-        " --init kaiming --input-scale 0.015625 --warmup-epochs 0.5 --no-publish --out /runs/tiny --cache /runs/cache"
+        f" --width {TEST_WIDTH} --init kaiming --input-scale 0.015625 --warmup-epochs 0.5 --no-publish"
+        " --out /runs/tiny --cache /runs/cache"
         f" && alexnet publish --run /runs/tiny --skip-eval --no-index --no-fast-paths --model-name {stack.model.name}"
         " --store-root /store"
     )
