@@ -2,7 +2,8 @@
 # Creates .venv (once) and installs the project with its training, serving and dev extras and the
 # client SDK. Re-running is cheap: it reinstalls only when pyproject.toml files changed.
 # The installs go through uv (pip-compatible, several times faster: about 15 s against 70 s for a fresh
-# .venv here), with pip's own settings (find-links, constraints) passed on; pip does them when uv cannot.
+# .venv here), with pip's own settings (find-links, constraints, certificates) passed on; pip does them when uv
+# cannot.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -11,12 +12,15 @@ if [ ! -x .venv/bin/python ]; then
 fi
 stamp=.venv/.installed-$(cat pyproject.toml clients/pyproject.toml | sha256sum | cut -c1-16)
 if [ ! -f "$stamp" ]; then
-    pip_setting() { .venv/bin/python -m pip config get "global.$1" 2>/dev/null || true; }
+    pip_settings=$(.venv/bin/python -m pip config list 2>/dev/null || true)
+    pip_setting() { sed -n "s/^global\.$1='\(.*\)'\$/\1/p" <<< "$pip_settings"; }
     uv_args=(--quiet --python .venv/bin/python)
     for links in ${PIP_FIND_LINKS:-} $(pip_setting find-links); do uv_args+=(--find-links "$links"); done
     for constraint in ${PIP_CONSTRAINT:-} $(pip_setting constraint); do
         [ -f "$constraint" ] && uv_args+=(--constraint "$constraint")
     done
+    cert=${PIP_CERT:-$(pip_setting cert)}  # the certificates pip trusts (a proxy's, on this project's machines)
+    [ -n "$cert" ] && [ -z "${SSL_CERT_FILE:-}" ] && export SSL_CERT_FILE="$cert"
     install() {
         .venv/bin/uv pip install "${uv_args[@]}" "$@" || .venv/bin/python -m pip install --quiet "$@"
     }
