@@ -35,6 +35,8 @@ class Run:
     cpu_s: float
     passed: int
     failed: int
+    skipped: int
+    not_passed: list[str]  # pytest's -ra lines: which failed or were skipped, and why
 
 
 def children_cpu() -> float:
@@ -51,16 +53,26 @@ def run_suite(tree: Path, label: str, python: str) -> Run:
     )
     wall, cpu = time.monotonic() - started, children_cpu() - cpu
     summary = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else done.stderr[-2000:]
-    counts = {word: int(n) for n, word in re.findall(r"(\d+) (passed|failed|error)", summary)}
+    counts = {word: int(n) for n, word in re.findall(r"(\d+) (passed|failed|error|skipped)", summary)}
     print(f"{label}: {summary} ({wall:.0f} s wall, {cpu:.0f} s CPU)", flush=True)
-    return Run(label, wall, cpu, counts.get("passed", 0), counts.get("failed", 0) + counts.get("error", 0))
+    not_passed = [line[:200] for line in done.stdout.splitlines() if line.startswith(("FAILED", "ERROR", "SKIPPED"))]
+    failed = counts.get("failed", 0) + counts.get("error", 0)
+    return Run(label, wall, cpu, counts.get("passed", 0), failed, counts.get("skipped", 0), not_passed)
 
 
 def cpu_name() -> str:
+    """The first CPU's model name, family and model, and its widest vector units (from /proc/cpuinfo)."""
+    info: dict[str, str] = {}
     for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
+        if not line.strip():
+            break
+        key, _, value = line.partition(":")
+        info[key.strip()] = value.strip()
+    flags = set(info.get("flags", "").split())
+    units = [name for name in ("avx2", "avx512f", "avx512_bf16", "amx_tile") if name in flags]
+    name = info.get("model name", platform.processor())
+    family, model = info.get("cpu family", "?"), info.get("model", "?")
+    return f"{name} (family {family} model {model}; {', '.join(units) or 'no AVX2'})"
 
 
 def main() -> int:
@@ -89,14 +101,17 @@ def main() -> int:
         f"{' --baseline ' + args.baseline if args.baseline else ''} --runs {args.runs}`. Ratios: each run over the"
         " first row.",
         "",
-        "| tree | passed | failed | wall (s) | CPU (s) | wall ratio | CPU ratio |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| tree | passed | failed | skipped | wall (s) | CPU (s) | wall ratio | CPU ratio |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for run in runs:
         lines.append(
-            f"| {run.tree} | {run.passed} | {run.failed} | {run.wall_s:.0f} | {run.cpu_s:.0f} | "
+            f"| {run.tree} | {run.passed} | {run.failed} | {run.skipped} | {run.wall_s:.0f} | {run.cpu_s:.0f} | "
             f"{run.wall_s / reference.wall_s:.2f} | {run.cpu_s / reference.cpu_s:.2f} |"
         )
+    for run in runs:
+        if run.not_passed:
+            lines += ["", f"Not passed in {run.tree}:", "", *(f"- `{line}`" for line in run.not_passed)]
     table = "\n".join(lines) + "\n"
     print(table)
     if args.out:
