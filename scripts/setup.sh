@@ -22,9 +22,11 @@ if [ ! -f "$stamp" ]; then
     cert=${PIP_CERT:-$(pip_setting cert)}  # the certificates pip trusts (a proxy's, on this project's machines)
     [ -n "$cert" ] && [ -z "${SSL_CERT_FILE:-}" ] && export SSL_CERT_FILE="$cert"
     install() {
-        .venv/bin/uv pip install "${uv_args[@]}" "$@" || .venv/bin/python -m pip install --quiet "$@"
+        if [ -x .venv/bin/uv ] && .venv/bin/uv pip install "${uv_args[@]}" "$@"; then return; fi
+        .venv/bin/python -m pip install --quiet "$@"
     }
-    .venv/bin/python -m pip install --quiet --upgrade pip uv
+    .venv/bin/python -m pip install --quiet --upgrade pip
+    .venv/bin/python -m pip install --quiet uv || echo "setup.sh: uv is not to be had; pip does the installs"
     # torch 2.13.0 is the CPU build on this project's machines' disk (pip's find-links); a GPU machine
     # installs its CUDA build of torch first (same version) and this line is then a no-op.
     install "torch==2.13.0"
