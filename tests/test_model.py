@@ -257,3 +257,20 @@ def test_dropout_in_train_mode_only(grouped: AlexNet, images: torch.Tensor) -> N
 def test_invalid_variant_raises() -> None:
     with pytest.raises(ValueError, match="variant"):
         build_alexnet(10, variant="dual")  # type: ignore[arg-type]
+
+
+def test_width_scales_every_layer_and_keeps_the_towers() -> None:
+    """A quarter width (the tests' network): each layer's units over 4, still grouped, fc7 of 1024 as its features."""
+    model = build_alexnet(7, width=0.25).eval()
+    assert [conv.out_channels for conv in model.conv_layers()] == [24, 64, 96, 96, 64]
+    assert [conv.groups for conv in model.conv_layers()] == [1, 2, 1, 2, 2]
+    assert [fc.out_features for fc in model.fc_layers()] == [1024, 1024, 7]
+    assert model.feature_dim == 1024 and build_alexnet(7).feature_dim == FEATURE_DIM
+    with torch.no_grad():
+        logits, features = model(torch.randn(2, 3, 224, 224) * 60)
+    assert logits.shape == (2, 7) and features.shape == (2, 1024)
+    narrowest = build_alexnet(7, width=0.01)
+    assert [conv.out_channels for conv in narrowest.conv_layers()] == [2, 2, 4, 4, 2]  # even, at least 2
+    for width in (0.0, -0.5, 1.5):
+        with pytest.raises(ValueError, match="width"):
+            build_alexnet(7, width=width)

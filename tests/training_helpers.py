@@ -21,8 +21,7 @@ TEST_WIDTH = 0.25
 
 
 def small_config(tmp_path: Path, **overrides) -> TrainConfig:
-    """A run of 2 steps of 8 images on the first 3 classes at ``TEST_WIDTH``, in ``tmp_path`` (torch's threads: its
-    default, one a worker in the suite: tests/conftest.py)."""
+    """A run of 2 steps of 8 images on the first 3 classes at ``TEST_WIDTH``, in ``tmp_path``."""
     base = dict(
         data=str(CALTECH_ROOT),
         out=str(tmp_path / "run"),
