@@ -147,6 +147,8 @@ class OpenVinoModel:
         self._logits = self._compiled.output(self.signature.logits)
         self._features = self._compiled.output(self.signature.features)
         self._requests = threading.local()  # one infer request per inference worker thread
+        self._input_lock = threading.Lock()
+        self._tensor = ov.Tensor
         self.provider = f"OpenVINO CPU ({precision})"
         self.threads = threads
         self.precision = precision
@@ -155,7 +157,12 @@ class OpenVinoModel:
         request = getattr(self._requests, "request", None)
         if request is None:
             request = self._requests.request = self._compiled.create_infer_request()
-        results = request.infer(crops)
+        # Inputs are given to the request one thread at a time: two inference workers doing it at once deadlocked
+        # inside OpenVINO's Python input handling now and then (2026.4; about 1 start in 20 with two workers). The
+        # inference itself runs concurrently.
+        with self._input_lock:
+            request.set_input_tensor(self._tensor(np.ascontiguousarray(crops)))
+        results = request.infer()
         return np.asarray(results[self._logits]), np.asarray(results[self._features])
 
 
