@@ -31,7 +31,7 @@ import httpx
 import pytest
 from fake_serving import LIVE_SETTINGS, TEST_API_KEY, FastService, build_fake_store, fast_service
 from image_helpers import CALTECH_ROOT  # tests/ is on sys.path under pytest
-from training_helpers import TEST_WIDTH
+from training_helpers import small_config
 
 from model_store.writer_lock import LOCK_FILE
 from training.index import build_gallery_index
@@ -53,32 +53,28 @@ def publish_tiny_model(
     steps: int = 3,
     seed: int = 0,
 ) -> Path:
-    """Train an AlexNet (grouped, as in the paper) for a few real steps on the first ``classes``
-    Caltech-101 classes and publish it with the real pipeline (export, parity check, publish),
+    """Train the tests' AlexNet (``small_config``: grouped, at ``TEST_WIDTH``) for a few real steps on the first
+    ``classes`` Caltech-101 classes and publish it with the real pipeline (export, parity check, publish),
     skipping the test-split evaluation; returns the version folder.
 
     The run uses the deviations of the project's CPU run (He init, inputs scaled by 1/64), so its
     outputs differ clearly from image to image after a few steps.
     """
     from training.pipeline import publish_run
-    from training.train import TrainConfig, train
+    from training.train import train
 
     work = Path(tempfile.mkdtemp(prefix="tiny-run-"))
     try:
-        cfg = TrainConfig(
+        cfg = small_config(
+            work,
             data=str(data_root),
-            out=str(work / "run"),
-            cache=str(work / "cache"),
             classes=classes,
-            epochs=1,
-            batch_size=8,
             max_steps_per_epoch=steps,
             val_fraction=0.1,
             init="kaiming",
             input_scale=1 / 64,
             warmup_epochs=0.5,
             seed=seed,
-            width=TEST_WIDTH,
         )
         return publish_run(train(cfg), store_root, name, evaluate_test=False, index=False)
     finally:

@@ -48,8 +48,9 @@ def fewer_test_images(root: Path, per_class: int = 20, split: str = "test30") ->
             seen: Counter[str] = Counter()
             kept = []
             for line in lines:
-                seen[line.split("/")[0]] += 1
-                if seen[line.split("/")[0]] <= per_class:
+                label = line.split("/")[0]
+                seen[label] += 1
+                if seen[label] <= per_class:
                     kept.append(line)
             lines = kept
         (root / "splits" / split_file.name).write_text("\n".join(lines) + "\n")
